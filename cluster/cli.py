@@ -1,0 +1,118 @@
+"""The `shopfloor` command. A thin layer over the public functions; exit 0 ok, 2 bad input, 1 internal error."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from environments.errors import ShopfloorInputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="AI agents run a simulated factory and its delivery fleet.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail_on_bad_input(fn):
+    """Bad input: one line on stderr, exit 2. Any other error: one line, exit 1 (SHOPFLOOR_DEBUG=1 re-raises)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ShopfloorInputError as exc:
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # an internal error: say so in one line, keep the traceback for debugging
+            if os.environ.get("SHOPFLOOR_DEBUG"):
+                raise
+            err_console.print(f"internal error: {exc.__class__.__name__}: {exc} (set SHOPFLOOR_DEBUG=1 for the "
+                              f"traceback)", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _parse_set(items: list[str]) -> dict[str, object]:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ShopfloorInputError(f"--set {item!r}: expected KEY=VALUE, e.g. agents.pacing.policy=push")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@app.command()
+@_fail_on_bad_input
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    seed: Annotated[int | None, typer.Option(help="Seed of the first run (default: the scenario's).")] = None,
+    seeds: Annotated[int | None, typer.Option(min=1, help="Number of seeded runs (default: the scenario's).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<scenario>-<UTC time>).")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="Override a field: KEY=VALUE (dotted).")] = [],
+) -> None:
+    """Run the plant of SCENARIO with its agents; print the KPI table and write the run directory."""
+    from cluster.report import kpi_rows
+    from cluster.run import run_scenario
+    from environments.scenario import load_scenario
+
+    overrides = _parse_set(set_)
+    if seed is not None:
+        overrides["seed"] = seed
+    if seeds is not None:
+        overrides["seeds"] = seeds
+    sc = load_scenario(scenario, overrides)
+    total = sc.n_ticks * sc.seeds
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("ticks"), TimeElapsedColumn(), console=err_console, transient=False) as progress:
+        task = progress.add_task(f"{sc.name}", total=total)
+        result = run_scenario(sc, out, on_tick=lambda _t: progress.advance(task))
+    table = Table(title=f"{sc.name}: KPIs over {len(result.runs)} seed(s)")
+    table.add_column("KPI")
+    table.add_column("value", justify="right")
+    table.add_column("definition", style="dim")
+    for row in kpi_rows(result):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"run directory: {result.run_dir}")
+
+
+@app.command()
+def envs() -> None:
+    """List the registered environments."""
+    import gymnasium
+
+    import environments
+
+    table = Table(title="shopfloor environments")
+    table.add_column("id")
+    table.add_column("entry point")
+    table.add_column("observation")
+    table.add_column("action")
+    for env_id, entry in environments.ENVIRONMENTS.items():
+        env = gymnasium.make(env_id)
+        table.add_row(env_id, entry, str(env.observation_space)[:60], str(env.action_space)[:60])
+        env.close()
+    table.add_row("(PettingZoo parallel)", environments.PLANT, "per agent", "per agent")
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
