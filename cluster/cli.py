@@ -65,8 +65,6 @@ def run(
     set_: Annotated[list[str], typer.Option("--set", help="Override a field: KEY=VALUE (dotted).")] = [],
 ) -> None:
     """Run the plant of SCENARIO with its agents; print the KPI table and write the run directory."""
-    from cluster.report import kpi_rows
-    from cluster.run import run_scenario
     from environments.scenario import load_scenario
 
     overrides = _parse_set(set_)
@@ -74,7 +72,11 @@ def run(
         overrides["seed"] = seed
     if seeds is not None:
         overrides["seeds"] = seeds
-    sc = load_scenario(scenario, overrides)
+    sc = load_scenario(scenario, overrides)  # bad input fails here, before the heavy imports below
+
+    from cluster.report import kpi_rows
+    from cluster.run import run_scenario
+
     total = sc.n_ticks * sc.seeds
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("ticks"), TimeElapsedColumn(), console=err_console, transient=False) as progress:

@@ -41,7 +41,6 @@ import numpy as np
 from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-N_DEFECT_TYPES = 7  # "good" + 6 defect types, see environments.parts.DEFECT_TYPES
 
 STARVED, BUSY, BLOCKED = 0, 1, 2
 

@@ -41,7 +41,7 @@ from pettingzoo import ParallelEnv
 from environments.dispatch import FleetSim
 from environments.dispatch import DispatchEnv
 from environments.line_pacing import LinePacingEnv, LineSim, line_observation, line_reward, pacing_action_to_controls
-from environments.parts import DEFECT_TYPES, render_part, sample_spec, shifted
+from environments.parts import render_part, sample_spec, shifted
 from environments.process_control import ProcessControlEnv, ReactorSim
 from environments.scenario import BreakdownEvent, RushOrderEvent, Scenario
 
@@ -67,7 +67,7 @@ class ShopfloorPlant(ParallelEnv):
         self._station_index = {s.name: i for i, s in enumerate(line_cfg.stations)}
         # The plant makes its own orders from finished goods: the fleet's random arrivals are off.
         self._fleet_config = sc.fleet.model_copy(update={"order_rate_per_h": 0.0})
-        self._shift = shifted(sc.inspection.lighting_shift)
+        self._shift = shifted("all", sc.inspection.image_shift)
         k, size = self.max_parts_per_tick, sc.inspection.image_size
         singles = {
             "process": ProcessControlEnv(sc.process, self.dt_s),
@@ -214,7 +214,8 @@ class ShopfloorPlant(ParallelEnv):
         seed = (self._image_seed_base + 7919 * self._n_rendered) % 2**31
         self._n_rendered += 1
         rng = np.random.default_rng(seed)
-        spec = sample_spec(rng, defect=DEFECT_TYPES[part[3]], part_types=self.scenario.inspection.part_types)
+        part_types = self.scenario.inspection.part_types
+        spec = sample_spec(rng, defect=int(part[3]), part_type=part_types[rng.integers(len(part_types))])
         self._labels[part[0]] = part[3]
         return render_part(spec, seed=seed, size=self.scenario.inspection.image_size, shift=self._shift).image
 

@@ -114,7 +114,8 @@ class InspectionConfig(_Strict):
     part_types: list[Literal["gear", "plate", "bracket", "cap", "washer"]] = Field(
         default_factory=lambda: ["gear", "plate", "bracket", "cap"], min_length=1,
         description="Part types the line makes.")
-    lighting_shift: float = Field(0.0, ge=0, le=1, description="0 = nominal lighting and noise, 1 = strongly shifted.")
+    image_shift: float = Field(0.0, ge=0, le=1, description="Camera conditions: 0 = nominal; 1 = lighting, blur, "
+                               "noise, pose and background all fully shifted.")
 
 
 class CouplingConfig(_Strict):
