@@ -100,15 +100,14 @@ def envs() -> None:
     import environments
 
     table = Table(title="shopfloor environments")
-    table.add_column("id")
-    table.add_column("entry point")
-    table.add_column("observation")
+    table.add_column("id", no_wrap=True)
+    table.add_column("class", no_wrap=True)
     table.add_column("action")
     for env_id, entry in environments.ENVIRONMENTS.items():
         env = gymnasium.make(env_id)
-        table.add_row(env_id, entry, str(env.observation_space)[:60], str(env.action_space)[:60])
+        table.add_row(env_id, entry.split(":")[1], str(env.action_space))
         env.close()
-    table.add_row("(PettingZoo parallel)", environments.PLANT, "per agent", "per agent")
+    table.add_row("(PettingZoo parallel env)", environments.PLANT.split(":")[1], "one space per agent")
     console.print(table)
 
 

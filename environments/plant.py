@@ -65,14 +65,12 @@ class ShopfloorPlant(ParallelEnv):
         self.max_parts_per_tick = max(2, math.ceil(2 * line_cfg.bottleneck_rate_per_h * line_cfg.speed_max
                                                    * sc.tick_s / 3600.0) + 1)
         self._station_index = {s.name: i for i, s in enumerate(line_cfg.stations)}
-        # The plant makes its own orders from finished goods: the fleet's random arrivals are off.
-        self._fleet_config = sc.fleet.model_copy(update={"order_rate_per_h": 0.0})
         self._shift = shifted("all", sc.inspection.image_shift)
         k, size = self.max_parts_per_tick, sc.inspection.image_size
         singles = {
             "process": ProcessControlEnv(sc.process, self.dt_s),
             "pacing": LinePacingEnv(sc.line, self.dt_s),
-            "dispatch": DispatchEnv(self._fleet_config, self.dt_s),
+            "dispatch": DispatchEnv(sc.fleet, self.dt_s),
         }
         self._observation_spaces = {a: e.observation_space for a, e in singles.items()}
         self._action_spaces = {a: e.action_space for a, e in singles.items()}
@@ -97,7 +95,8 @@ class ShopfloorPlant(ParallelEnv):
         reactor_ss, line_ss, fleet_ss, plant_ss = np.random.SeedSequence(self.seed_used).spawn(4)
         self.reactor = ReactorSim(sc.process, np.random.default_rng(reactor_ss), self.dt_s)
         self.line = LineSim(sc.line, np.random.default_rng(line_ss), self.dt_s, external_inspection=True)
-        self.fleet = FleetSim(self._fleet_config, np.random.default_rng(fleet_ss), self.dt_s)
+        # The plant makes its own orders from finished goods: the fleet's random arrivals are off.
+        self.fleet = FleetSim(sc.fleet, np.random.default_rng(fleet_ss), self.dt_s, generate_orders=False)
         self.rng = np.random.default_rng(plant_ss)
         self._image_seed_base = int(self.rng.integers(2**31))
         self.line.purity = self.reactor.last_purity

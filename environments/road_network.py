@@ -19,7 +19,7 @@ import functools
 import math
 import os
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import networkx as nx
 import numpy as np
@@ -38,7 +38,8 @@ class RoadConfig(BaseModel):
     graphml_path: str | None = Field(None, description="GraphML road graph to load; None generates a city.")
     n_nodes: int = Field(100, ge=4, le=5000, description="Intersections in a generated city.")
     size_km: float = Field(10.0, gt=0, le=1000, description="Side of the generated (square) city, km.")
-    removed_edge_fraction: float = Field(0.15, ge=0, le=0.5, description="Share of grid streets removed (dead ends, parks).")
+    removed_edge_fraction: float = Field(0.15, ge=0, le=0.5,
+                                         description="Share of grid streets removed (parks, dead ends).")
     n_arterials: int = Field(2, ge=0, le=20, description="Fast roads per direction (whole grid rows and columns).")
     jitter: float = Field(0.2, ge=0, le=0.45, description="Intersection position noise, share of the grid spacing.")
     street_speed_kmh: float = Field(30.0, gt=0, le=200, description="Speed limit of ordinary streets, km/h.")
@@ -279,6 +280,7 @@ class RoadNetwork:
         self.xy = np.array([[graph.nodes[i]["x"], graph.nodes[i]["y"]] for i in range(self.n_nodes)], dtype=float)
         self.dist_km = distance_matrix(graph, range(self.n_nodes))
         self._time: dict[float, np.ndarray] = {}
+        self._lists: dict = {}
 
     def time_min(self, max_speed_kmh: float) -> np.ndarray:
         """All-pairs driving time for a vehicle of top speed ``max_speed_kmh``, minutes (cached per speed)."""
@@ -286,6 +288,19 @@ class RoadNetwork:
         if key not in self._time:
             self._time[key] = travel_time_matrix(self.graph, key, range(self.n_nodes))
         return self._time[key]
+
+    def dist_rows(self) -> list[list[float]]:
+        """``dist_km`` as nested Python lists (fast scalar indexing in simulator hot paths; cached)."""
+        if "dist" not in self._lists:
+            self._lists["dist"] = self.dist_km.tolist()
+        return self._lists["dist"]
+
+    def time_rows(self, max_speed_kmh: float) -> list[list[float]]:
+        """`time_min` as nested Python lists (cached per speed)."""
+        key = ("time", float(max_speed_kmh))
+        if key not in self._lists:
+            self._lists[key] = self.time_min(max_speed_kmh).tolist()
+        return self._lists[key]
 
     def nearest_node(self, x_km: float, y_km: float) -> int:
         return int(np.argmin((self.xy[:, 0] - x_km) ** 2 + (self.xy[:, 1] - y_km) ** 2))
@@ -306,8 +321,3 @@ def build_road_network(config: RoadConfig) -> RoadNetwork:
     graph = load_graphml(config.graphml_path) if config.graphml_path else generate_from_config(config)
     return RoadNetwork(graph)
 
-
-def nodes_near(network: RoadNetwork, sources: Iterable[int]) -> list[int]:
-    """For every node, the index (into ``sources``) of the nearest of ``sources`` by road distance."""
-    sources = list(sources)
-    return np.argmin(network.dist_km[sources], axis=0).tolist()

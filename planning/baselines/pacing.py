@@ -64,7 +64,7 @@ class ConwipRelease:
         n = self.config.n_stations
         wip = round(float(observation[4 * n]) * self._total_capacity)
         shortfall = max(0, self.wip_cap - wip)
-        # Release the shortfall within the tick: the attempts are spaced evenly, so ask for a rate that
-        # fits them all in (an extra half slot keeps the last one inside the tick).
-        rate = (shortfall + 0.5) / self.dt_h if shortfall else 0.0
+        # Release attempts are spaced 1/rate apart and keep their phase from tick to tick, so a rate of
+        # shortfall/dt puts exactly `shortfall` attempts in this tick, the last at its end: never above the cap.
+        rate = shortfall / self.dt_h
         return _normalise(min(rate, self.config.max_release_per_h), self._speeds, self.config)
