@@ -36,6 +36,7 @@ import numpy as np
 from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from environments.draws import Draws
 from environments.errors import ShopfloorInputError
 from environments.road_network import RoadConfig, RoadNetwork, build_road_network, shortest_path
 
@@ -113,30 +114,6 @@ class FleetConfig(BaseModel):
         if self.vehicles is not None:
             return list(self.vehicles)
         return [VehicleConfig(capacity_units=self.capacity_units, speed_kmh=self.speed_kmh)] * self.n_vehicles
-
-
-class _Draws:
-    """Pre-drawn uniform and exponential numbers from one seeded generator, consumed in order."""
-
-    __slots__ = ("rng", "n", "uniform", "exponential", "iu", "ie")
-
-    def __init__(self, rng: np.random.Generator, n: int = 1024):
-        self.rng, self.n = rng, n
-        self.uniform = rng.random(n).tolist()
-        self.exponential = rng.standard_exponential(n).tolist()
-        self.iu = self.ie = 0
-
-    def u(self) -> float:
-        if self.iu == self.n:
-            self.uniform, self.iu = self.rng.random(self.n).tolist(), 0
-        self.iu += 1
-        return self.uniform[self.iu - 1]
-
-    def e(self) -> float:
-        if self.ie == self.n:
-            self.exponential, self.ie = self.rng.standard_exponential(self.n).tolist(), 0
-        self.ie += 1
-        return self.exponential[self.ie - 1]
 
 
 class Order:
@@ -243,7 +220,7 @@ class FleetSim:
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         cfg, net = self.config, self.network
-        self._draws = _Draws(self.rng)
+        self._draws = Draws(self.rng, 1024)
         self.now = 0.0
         self.vehicles = [Vehicle(i, self.vehicle_depots[i], v.capacity_units, v.speed_kmh, net.dist_rows(),
                                  net.time_rows(v.speed_kmh)) for i, v in enumerate(self.fleet)]

@@ -41,6 +41,8 @@ import numpy as np
 from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from environments.draws import Draws, UnitGamma
+
 
 STARVED, BUSY, BLOCKED = 0, 1, 2
 
@@ -115,49 +117,6 @@ class LineConfig(BaseModel):
         return min(60.0 / s.mean_process_min for s in self.stations)
 
 
-class _Draws:
-    """Pre-drawn random numbers from one seeded generator, consumed in order (fast and deterministic)."""
-
-    __slots__ = ("rng", "n", "uniform", "exponential", "iu", "ie")
-
-    def __init__(self, rng: np.random.Generator, n: int = 4096):
-        self.rng, self.n = rng, n
-        self.uniform = rng.random(n).tolist()
-        self.exponential = rng.standard_exponential(n).tolist()
-        self.iu = self.ie = 0
-
-    def u(self) -> float:
-        if self.iu == self.n:
-            self.uniform, self.iu = self.rng.random(self.n).tolist(), 0
-        self.iu += 1
-        return self.uniform[self.iu - 1]
-
-    def e(self) -> float:
-        if self.ie == self.n:
-            self.exponential, self.ie = self.rng.standard_exponential(self.n).tolist(), 0
-        self.ie += 1
-        return self.exponential[self.ie - 1]
-
-
-class _UnitGamma:
-    """Pre-drawn gamma variates with mean 1 and a given CV."""
-
-    __slots__ = ("rng", "shape", "n", "values", "i")
-
-    def __init__(self, rng: np.random.Generator, cv: float, n: int = 2048):
-        self.rng, self.shape, self.n = rng, 1.0 / (cv * cv), n
-        self.values, self.i = self._draw(), 0
-
-    def _draw(self) -> list[float]:
-        return (self.rng.standard_gamma(self.shape, self.n) / self.shape).tolist()
-
-    def __call__(self) -> float:
-        if self.i == self.n:
-            self.values, self.i = self._draw(), 0
-        self.i += 1
-        return self.values[self.i - 1]
-
-
 class LineSim:
     """Event-driven serial-line simulator (no gym). Time is in minutes since reset.
 
@@ -187,8 +146,8 @@ class LineSim:
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         cfg, n = self.config, self.config.n_stations
-        self._draws = _Draws(self.rng)
-        self._gamma = [_UnitGamma(self.rng, s.process_cv) for s in cfg.stations]
+        self._draws = Draws(self.rng)
+        self._gamma = [UnitGamma(self.rng, s.process_cv) for s in cfg.stations]
         self._mean_min = [s.mean_process_min for s in cfg.stations]
         self._cap = [s.buffer_capacity for s in cfg.stations]
         self._mtbf_min = [s.mtbf_h * 60.0 for s in cfg.stations]
