@@ -162,7 +162,10 @@ class LineSim:
         self.release_rate_per_h = 0.0
         self.purity = 1.0  # feed purity from the process unit; the Plant sets it every tick
         self._ttf = [self._draws.e() * m if r > 0 else math.inf for m, r in zip(self._mtbf_min, self._mttr_min)]
-        self.down_until = [-math.inf] * n
+        self.down_until = [-math.inf] * n  # end of the latest outage booked, per station
+        self._outages: list[list[tuple[float, float]]] = [[] for _ in range(n)]  # (from, until) not yet closed
+        self._down_closed_min = [0.0] * n  # outage minutes of closed intervals
+        self._last_attempt = -math.inf  # time of the last release attempt
         self._done_at = [math.inf] * n
         self._work = [(0.0, 0.0)] * n  # (processing minutes, busy kW) of the part in service
         self._events: list[tuple[float, int, int]] = []  # (time, seq, station or -1 for a release)
@@ -182,7 +185,6 @@ class LineSim:
         self._t_area = 0.0
         self._lead_time_sum_min = 0.0
         self.busy_min = [0.0] * n
-        self.down_min = [0.0] * n
         self._busy_kwh = 0.0
         self._idle_kw_busy_min = 0.0
         self._idle_kw_total = sum(self._idle_kw)
@@ -198,20 +200,24 @@ class LineSim:
         rate = min(max(float(release_rate_per_h), 0.0), cfg.max_release_per_h)
         if rate != self.release_rate_per_h:
             self.release_rate_per_h = rate
-            # Re-space attempts from now at the new rate; at rate 0 no attempt is pending.
+            # Keep the attempts' phase: the next one comes 1/rate after the last, or now if that is past.
+            # (Restarting from now at every change would starve a line whose controller adjusts every tick.)
             if rate > 0:
-                self._push(self.now + 60.0 / rate, -1)
+                self._push(max(self.now, self._last_attempt + 60.0 / rate), -1)
             else:
                 self._stamp[-1] = -1
 
     def force_breakdown(self, station: int, duration_min: float) -> None:
         """A scripted breakdown: the station is down for ``duration_min`` from now, on top of random failures."""
         assert 0 <= station < self.config.n_stations, f"no station {station}"
-        self.down_until[station] = max(self.down_until[station], self.now) + duration_min
-        self.down_min[station] += duration_min
-        if self.status[station] == BUSY:  # the part in service waits out the repair
+        begin = max(self.now, self.down_until[station])
+        outages = self._outages[station]
+        if self.status[station] == BUSY:  # the part in service waits out the repair, and so do its failures
+            outages[:] = [(f + duration_min, u + duration_min) if f >= self.now else (f, u) for f, u in outages]
             self._done_at[station] += duration_min
             self._push(self._done_at[station], station)
+        outages.append((begin, begin + duration_min))
+        self.down_until[station] = max(self.down_until[station], begin + duration_min)
 
     # ----------------------------------------------------------------- events
     def _push(self, t: float, who: int) -> None:
@@ -233,16 +239,19 @@ class LineSim:
             process = self._mean_min[i] / speed * self._gamma[i]()
             part[2] += self.config.speed_defect_gain * max(0.0, speed - 1.0)
             self._work[i] = (process, self._busy_kw[i] * speed * speed)
+            start = self.now if self.now > self.down_until[i] else self.down_until[i]
+            if self._outages[i]:
+                self._close_outages(i)
             duration, work_left, ttf = process, process, self._ttf[i]
             while ttf <= work_left:  # the station fails one or more times during this part
                 repair = self._draws.e() * self._mttr_min[i]
-                self.down_min[i] += repair
+                fails_at = start + duration - work_left + ttf
+                self._outages[i].append((fails_at, fails_at + repair))
+                self.down_until[i] = fails_at + repair
                 duration += repair
                 work_left -= ttf
                 ttf = self._draws.e() * self._mtbf_min[i]
             self._ttf[i] = ttf - work_left
-            start = self.now if self.now > self.down_until[i] else self.down_until[i]
-            self.down_until[i] = max(self.down_until[i], start + duration - process)
             self.status[i], self.holding[i] = BUSY, part
             self._done_at[i] = start + duration
             self._push(start + duration, i)
@@ -252,6 +261,16 @@ class LineSim:
                 i -= 1
             else:
                 return
+
+    def _close_outages(self, i: int) -> None:
+        """Move station i's outages that have ended into the closed total."""
+        still = []
+        for f, u in self._outages[i]:
+            if u <= self.now:
+                self._down_closed_min[i] += u - f
+            else:
+                still.append((f, u))
+        self._outages[i] = still
 
     def _finish(self, i: int) -> None:
         process, kw = self._work[i]
@@ -336,6 +355,7 @@ class LineSim:
                 continue  # superseded: a rate change or a scripted breakdown rescheduled it
             self.now = t
             if who < 0:
+                self._last_attempt = t
                 self._release()
             else:
                 self._finish(who)
@@ -371,7 +391,14 @@ class LineSim:
         return [len(b) for b in self.buffers]
 
     def stations_down(self) -> list[bool]:
-        return [self.now < d for d in self.down_until]
+        now = self.now
+        return [any(f <= now < u for f, u in outages) for outages in self._outages]
+
+    def down_minutes(self) -> list[float]:
+        """Minutes each station has been down so far (random failures and scripted breakdowns)."""
+        now = self.now
+        return [closed + sum(max(0.0, min(u, now) - f) for f, u in outages)
+                for closed, outages in zip(self._down_closed_min, self._outages)]
 
     def wip_now(self) -> int:
         return self.wip
@@ -381,7 +408,7 @@ class LineSim:
         hours = max(self.now / 60.0, 1e-9)
         n = self.config.n_stations
         produced = self.inspected_good + self.inspected_defective
-        availability = 1.0 - sum(min(d, self.now) for d in self.down_min) / max(n * self.now, 1e-9)
+        availability = 1.0 - sum(self.down_minutes()) / max(n * self.now, 1e-9)
         ideal_cycle_min = max(s.mean_process_min for s in self.config.stations)
         operating_min = max(self.now * availability, 1e-9)
         performance = min(1.0, produced * ideal_cycle_min / operating_min)
@@ -509,10 +536,11 @@ def line_observation(sim: LineSim, good_this_tick: int, rejected_this_tick: int,
     cfg = sim.config
     per_tick = max(cfg.bottleneck_rate_per_h * sim.dt_min / 60.0, 1e-9)
     span = cfg.speed_max - cfg.speed_min or 1.0
-    now, caps = sim.now, sim._cap
+    caps = sim._cap
     obs = [len(b) / c for b, c in zip(sim.buffers, caps)]
-    obs += [1.0 if s == BUSY and now >= d else 0.0 for s, d in zip(sim.status, sim.down_until)]
-    obs += [1.0 if s == BLOCKED or now < d else 0.0 for s, d in zip(sim.status, sim.down_until)]
+    down = sim.stations_down()
+    obs += [1.0 if s == BUSY and not d else 0.0 for s, d in zip(sim.status, down)]
+    obs += [1.0 if s == BLOCKED or d else 0.0 for s, d in zip(sim.status, down)]
     obs += [(s - cfg.speed_min) / span for s in sim.speed]
     obs += [min(2.0, sim.wip / sum(caps)), sim.release_rate_per_h / cfg.max_release_per_h, sim.purity,
             min(4.0, good_this_tick / per_tick), min(4.0, rejected_this_tick / per_tick), min(1.0, elapsed)]

@@ -40,7 +40,7 @@ class PushRelease:
 
 
 class ConwipRelease:
-    """Refill the line to ``wip_cap`` parts every tick; stations at speed 1.0.
+    """Refill the line to ``wip_cap`` parts every tick (within one part, see `act`); stations at speed 1.0.
 
     Parameters
     ----------
@@ -65,6 +65,8 @@ class ConwipRelease:
         wip = round(float(observation[4 * n]) * self._total_capacity)
         shortfall = max(0, self.wip_cap - wip)
         # Release attempts are spaced 1/rate apart and keep their phase from tick to tick, so a rate of
-        # shortfall/dt puts exactly `shortfall` attempts in this tick, the last at its end: never above the cap.
+        # shortfall/dt puts `shortfall` attempts in this tick, the last at its end. After a pause (rate 0)
+        # the first attempt comes at once, one more than asked: through a rate lever, CONWIP holds WIP
+        # within one part of its cap rather than exactly at it.
         rate = shortfall / self.dt_h
         return _normalise(min(rate, self.config.max_release_per_h), self._speeds, self.config)
