@@ -207,6 +207,16 @@ class ReactorConfig(BaseModel):
         return self.volume_l / self.feed_flow_l_per_min
 
 
+def action_to_setpoints(config: ReactorConfig, action) -> tuple[float, float]:
+    """A normalised action in [-1, 1]^2 (clipped) -> absolute (jacket deg C, pressure bar), linearly."""
+    a0, a1 = float(action[0]), float(action[1])
+    a0 = -1.0 if a0 < -1.0 else (1.0 if a0 > 1.0 else a0)
+    a1 = -1.0 if a1 < -1.0 else (1.0 if a1 > 1.0 else a1)
+    lo_t, hi_t = config.jacket_setpoint_min_c, config.jacket_setpoint_max_c
+    lo_p, hi_p = config.pressure_setpoint_min_bar, config.pressure_setpoint_max_bar
+    return lo_t + 0.5 * (a0 + 1.0) * (hi_t - lo_t), lo_p + 0.5 * (a1 + 1.0) * (hi_p - lo_p)
+
+
 def setpoints_to_action(config: ReactorConfig, jacket_c: float, pressure_bar: float) -> np.ndarray:
     """Absolute setpoints (deg C, bar) -> the normalised action in [-1, 1]^2 that asks for them, float32."""
     t_lo, t_hi = config.jacket_setpoint_min_c, config.jacket_setpoint_max_c
@@ -359,13 +369,7 @@ class ReactorSim:
     # ---------------------------------------------------------------- control
     def action_to_setpoints(self, action: np.ndarray) -> tuple[float, float]:
         """Map a normalised action in [-1, 1]^2 linearly onto the jacket and pressure setpoint ranges."""
-        cfg = self.config
-        a0, a1 = float(action[0]), float(action[1])
-        a0 = -1.0 if a0 < -1.0 else (1.0 if a0 > 1.0 else a0)
-        a1 = -1.0 if a1 < -1.0 else (1.0 if a1 > 1.0 else a1)
-        lo_t, hi_t = cfg.jacket_setpoint_min_c, cfg.jacket_setpoint_max_c
-        lo_p, hi_p = cfg.pressure_setpoint_min_bar, cfg.pressure_setpoint_max_bar
-        return lo_t + 0.5 * (a0 + 1.0) * (hi_t - lo_t), lo_p + 0.5 * (a1 + 1.0) * (hi_p - lo_p)
+        return action_to_setpoints(self.config, action)
 
     def setpoints_to_action(self, temperature_setpoint_c: float, pressure_setpoint_bar: float) -> np.ndarray:
         """Inverse of `action_to_setpoints`, clipped to [-1, 1], float32."""

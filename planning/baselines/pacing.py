@@ -16,7 +16,7 @@ import numpy as np
 from environments.line_pacing import LineConfig
 
 
-def _normalise(rate_per_h: float, speeds: list[float], config: LineConfig) -> np.ndarray:
+def controls_to_pacing_action(rate_per_h: float, speeds: list[float], config: LineConfig) -> np.ndarray:
     """(release rate, speeds) -> the LinePacing action in [-1, 1]."""
     span = config.speed_max - config.speed_min or 1.0
     a = [2.0 * rate_per_h / config.max_release_per_h - 1.0] + [2.0 * (s - config.speed_min) / span - 1.0 for s in speeds]
@@ -30,7 +30,7 @@ class PushRelease:
         assert release_fraction > 0, f"release_fraction must be positive, got {release_fraction}"
         self.config = config
         rate = min(release_fraction * config.bottleneck_rate_per_h, config.max_release_per_h)
-        self._action = _normalise(rate, [1.0] * config.n_stations, config)
+        self._action = controls_to_pacing_action(rate, [1.0] * config.n_stations, config)
 
     def reset(self, seed: int | None = None) -> None:
         pass
@@ -69,4 +69,4 @@ class ConwipRelease:
         # the first attempt comes at once, one more than asked: through a rate lever, CONWIP holds WIP
         # within one part of its cap rather than exactly at it.
         rate = shortfall / self.dt_h
-        return _normalise(min(rate, self.config.max_release_per_h), self._speeds, self.config)
+        return controls_to_pacing_action(min(rate, self.config.max_release_per_h), self._speeds, self.config)
