@@ -6,7 +6,7 @@ A new policy goes here (and its name into ``environments.scenario.POLICIES``).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from environments.errors import ShopfloorInputError
 from environments.plant import ShopfloorPlant
@@ -23,46 +23,39 @@ class Controller(Protocol):
 
 
 def make_controllers(plant: ShopfloorPlant) -> dict[str, Controller]:
-    """One controller per plant agent, as the plant's scenario asks. Call after ``plant.reset()``."""
+    """One controller per plant unit, as the plant's scenario asks. Call after ``plant.reset()``."""
+    return {unit: make_controller(unit, plant) for unit in ("process", "pacing", "dispatch", "inspection")}
+
+
+def make_controller(unit: str, plant: ShopfloorPlant) -> Controller:
+    """The controller the scenario names for one unit."""
     sc = plant.scenario
     agents = sc.agents
-    out: dict[str, Controller] = {}
-
-    policy = agents.process.policy
-    if policy == "fixed":
-        out["process"] = FixedSetpoints(sc.process)
-    elif policy == "pid":
-        out["process"] = PIDController(sc.process)
-    else:
-        _not_available("process", policy)
-
-    policy = agents.pacing.policy
-    if policy == "push":
-        out["pacing"] = PushRelease(sc.line, agents.pacing.push_release_fraction)
-    elif policy == "conwip":
-        out["pacing"] = ConwipRelease(sc.line, agents.pacing.wip_cap, sc.tick_s)
-    else:
-        _not_available("pacing", policy)
-
-    policy = agents.dispatch.policy
-    if policy == "nearest":
-        out["dispatch"] = NearestNeighbourDispatcher(plant.fleet)
-    elif policy == "savings":
-        out["dispatch"] = SavingsDispatcher(plant.fleet)
-    else:
-        _not_available("dispatch", policy)
-
-    policy = agents.inspection.policy
-    if policy == "threshold":
-        out["inspection"] = ThresholdInspector.calibrated(
-            part_types=sc.inspection.part_types, image_size=sc.inspection.image_size,
-            max_parts=plant.max_parts_per_tick, reject_threshold=agents.inspection.reject_threshold)
-    else:
-        _not_available("inspection", policy)
-    return out
+    policy = getattr(agents, unit).policy
+    if unit == "process":
+        if policy == "fixed":
+            return FixedSetpoints(sc.process)
+        if policy == "pid":
+            return PIDController(sc.process)
+    elif unit == "pacing":
+        if policy == "push":
+            return PushRelease(sc.line, agents.pacing.push_release_fraction)
+        if policy == "conwip":
+            return ConwipRelease(sc.line, agents.pacing.wip_cap, sc.tick_s)
+    elif unit == "dispatch":
+        if policy == "nearest":
+            return NearestNeighbourDispatcher(plant.fleet)
+        if policy == "savings":
+            return SavingsDispatcher(plant.fleet)
+    elif unit == "inspection":
+        if policy == "threshold":
+            return ThresholdInspector.calibrated(
+                part_types=sc.inspection.part_types, image_size=sc.inspection.image_size,
+                max_parts=plant.max_parts_per_tick, reject_threshold=agents.inspection.reject_threshold)
+    _not_available(unit, policy)
 
 
-def _not_available(agent: str, policy: str) -> None:
+def _not_available(agent: str, policy: str) -> NoReturn:
     raise ShopfloorInputError(
         f"agents.{agent}.policy = {policy!r}: this build has no trained {policy.split(':')[0]} policy yet; "
         f"available now: {', '.join(_AVAILABLE[agent])}")

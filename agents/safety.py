@@ -73,7 +73,7 @@ def check_process(action, observation, limits: SafetyLimits, config: ReactorConf
     """Clamp setpoints into limits; veto a jacket move that pushes a reactor near its band further out."""
     a = np.asarray(action, dtype=np.float64).reshape(-1)
     if a.shape != (2,) or not np.all(np.isfinite(a)):
-        hold = _held_process_action(observation, config, limits)
+        hold = hold_process_action(observation, config, limits)
         return SafetyVerdict(hold, vetoed=True, reasons=(f"process action {a.tolist()} is not 2 finite numbers; "
                                                          f"setpoints held",))
     jacket, pressure = action_to_setpoints(config, a)
@@ -121,7 +121,7 @@ def _nudge_inside(config: ReactorConfig, limits: SafetyLimits, jacket: float, pr
     return out
 
 
-def _held_process_action(observation, config: ReactorConfig, limits: SafetyLimits) -> np.ndarray:
+def hold_process_action(observation, config: ReactorConfig, limits: SafetyLimits) -> np.ndarray:
     obs = np.asarray(observation, dtype=np.float64)
     jacket = _clip(obs[_JACKET_SP] * OBS_SCALE[_JACKET_SP] + OBS_CENTER[_JACKET_SP], *limits.jacket_setpoint_c)
     pressure = _clip(obs[8] * OBS_SCALE[8] + OBS_CENTER[8], *limits.pressure_setpoint_bar)

@@ -111,6 +111,7 @@ class ShopfloorPlant(ParallelEnv):
         self.inspection_correct = self.orders_created = 0
         self._good0 = self._scrap0 = 0
         observations = self._observations()
+        self.last_observations = observations
         return observations, {a: {} for a in self.agents}
 
     def step(self, actions: dict):
@@ -169,6 +170,7 @@ class ShopfloorPlant(ParallelEnv):
         }
         done = self.tick >= sc.n_ticks
         observations = self._observations(good, scrapped)
+        self.last_observations = observations
         terminations = {a: False for a in self.agents}
         truncations = {a: done for a in self.agents}
         infos = {a: {} for a in self.agents}

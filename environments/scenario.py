@@ -157,10 +157,24 @@ class RushOrderEvent(_Strict):
     window_min: float = Field(60.0, gt=0, description="Must be delivered within this many minutes.")
 
 
+class OperatorCommand(_Strict):
+    """What the operator asks for: engineering settings of one unit (checked by the voice and safety agents)."""
+
+    unit: str = Field(description="process, pacing or dispatch.")
+    settings: dict[str, Any] = Field(description="e.g. {release_per_h: 0} or {jacket_setpoint_c: 70}.")
+
+
 class VoiceEvent(_Strict):
     type: Literal["voice"]
     at_min: float = Field(ge=0, description="When, minutes from start.")
-    audio: str = Field(description="WAV or FLAC file, relative to the scenario file.")
+    audio: str | None = Field(None, description="WAV or FLAC file of the spoken command, relative to the scenario.")
+    command: OperatorCommand | None = Field(None, description="The command as spoken, for scripted runs.")
+
+    @model_validator(mode="after")
+    def _something_said(self) -> VoiceEvent:
+        if self.audio is None and self.command is None:
+            raise ValueError("a voice event needs `audio` (a recording) or `command` (what was said)")
+        return self
 
 
 Event = Annotated[BreakdownEvent | RushOrderEvent | VoiceEvent, Field(discriminator="type")]

@@ -1,0 +1,47 @@
+"""ProcessAgent, PacingAgent and DispatchAgent: a unit's controller (classical or learned) on the blackboard.
+
+Each reads its unit's ``state/<unit>`` observation, asks its controller for an action and posts it as
+``proposal/<unit>``. Which controller runs comes from the scenario (`agents.policies.make_controllers`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.agent import decode_observation, latest
+from agents.blackboard import Entry, Post
+
+
+class ControllerAgent:
+    """One unit's controller as an agent.
+
+    Parameters
+    ----------
+    unit : str
+        "process", "pacing" or "dispatch".
+    controller
+        An object with ``act(observation) -> action`` in the unit's action space.
+    """
+
+    def __init__(self, unit: str, controller, policy: str = ""):
+        self.name, self.unit, self.controller, self.policy = unit, unit, controller, policy
+        self.subscribes = (f"state/{unit}",)
+
+    def decide(self, tick: int, inbox: list[Entry]) -> list[Post]:
+        state = latest(inbox, f"state/{self.unit}")
+        if state is None:
+            return []
+        action = self.controller.act(decode_observation(self.unit, state.value))
+        return [Post(f"proposal/{self.unit}", "action", np.asarray(action).tolist())]
+
+
+def ProcessAgent(controller, policy: str = "") -> ControllerAgent:  # noqa: N802 - reads as an agent kind
+    return ControllerAgent("process", controller, policy)
+
+
+def PacingAgent(controller, policy: str = "") -> ControllerAgent:  # noqa: N802
+    return ControllerAgent("pacing", controller, policy)
+
+
+def DispatchAgent(controller, policy: str = "") -> ControllerAgent:  # noqa: N802
+    return ControllerAgent("dispatch", controller, policy)

@@ -1,0 +1,363 @@
+"""The tick protocol: plant -> blackboard -> agents -> safety -> plant, with a durable log (design notes §1).
+
+One tick:
+
+1. The plant's state goes on the blackboard (``state/*``, ``perception/parts``, ``event/voice``).
+2. Every agent but safety gets its inbox (new entries matching its subscriptions since its last turn),
+   decides, and posts back. An agent that misses the tick's deadline, or fails, posts nothing this tick;
+   the safety agent then applies that unit's safe default. Misses are counted.
+3. The safety agent arbitrates, clamps or vetoes and posts ``action/<unit>``. It runs in the orchestrator's
+   own process: no action may reach the plant without it, so it cannot hang on a remote call.
+4. The plant steps with the final actions; the tick's posts are committed to the event log in one
+   transaction, with the seq window of every agent's turn (``meta/turns``).
+
+Because every agent's inputs are on the log, a lost agent is rebuilt by replaying its logged turns
+(`rebuild_from_board`), and a killed run is resumed by replaying the plant with the logged final actions
+and the agents with their logged turns (`PlantRun.resume`).
+
+`AgentPool` is how step 2 is executed: `LocalAgentPool` here calls plain objects in this process;
+`cluster.actors.RayAgentPool` calls Ray actors with deadlines and restarts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from agents.agent import Agent, encode_image, encode_observation
+from agents.blackboard import Blackboard, Entry, Post
+from agents.controller_agent import ControllerAgent
+from agents.eventlog import EventLog, LogSink, replay_into
+from agents.inspection_agent import InspectionAgent
+from agents.policies import make_controller
+from agents.safety_agent import SafetyAgent
+from agents.voice_agent import VoiceAgent
+from environments.errors import ShopfloorInputError
+from environments.plant import ShopfloorPlant
+from environments.scenario import Scenario, VoiceEvent
+
+PHASE_ONE = ("process", "pacing", "dispatch", "inspection", "voice")
+
+
+# ----------------------------------------------------------------------------------------- the board
+class LoggedBoard:
+    """A blackboard whose posts are committed to an event log, one transaction per tick (no log: memory only)."""
+
+    def __init__(self, log_path: str | Path | None = None):
+        self.log = EventLog(log_path) if log_path else None
+        self.sink = LogSink(self.log) if self.log else None
+        self.board = Blackboard(sink=self.sink)
+        self._n_unlogged = 0
+
+    def post(self, author: str, tick: int, posts: list[Post]) -> list[int]:
+        return self.board.post(author, tick, posts)
+
+    def post_many(self, tick: int, batches: list[tuple[str, list[Post]]]) -> list[list[int]]:
+        return [self.post(author, tick, posts) for author, posts in batches]
+
+    def read(self, patterns, since_seq: int = 0) -> list[Entry]:
+        return self.board.read(list(patterns), since_seq)
+
+    def read_many(self, requests: dict[str, tuple[tuple[str, ...], int]]) -> dict[str, list[Entry]]:
+        """Several agents' inboxes in one call (one round trip when the board is remote)."""
+        return {name: self.board.read(list(patterns), since) for name, (patterns, since) in requests.items()}
+
+    def last_seq(self) -> int:
+        return self.board.last_seq
+
+    def turns_of(self, name: str) -> list[tuple[int, int, int]]:
+        """An agent's logged turns ``(tick, since_seq, upto_seq)``, in order (see `rebuild_from_board`)."""
+        turns = []
+        for e in self.board.read(["meta/turns"], 0):
+            window = e.value.get(name)
+            if window is not None:
+                turns.append((e.tick, window[0], window[1]))
+        return turns
+
+    def commit_tick(self, tick: int) -> int:
+        """Write this tick's posts in one transaction; returns how many there were."""
+        if self.sink is not None:
+            return self.sink.commit(tick)
+        n, self._n_unlogged = self.board.last_seq - self._n_unlogged, self.board.last_seq
+        return n
+
+    def load_from_log(self, until_tick: int) -> None:
+        assert self.log is not None, "no log to load from"
+        replay_into(self.board, self.log, until_tick)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
+# ------------------------------------------------------------------------------------------ the agents
+def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
+    """One of the scenario's agents, with the policy it names. Call after ``plant.reset()``."""
+    sc = plant.scenario
+    if name in ("process", "pacing", "dispatch"):
+        return ControllerAgent(name, make_controller(name, plant), getattr(sc.agents, name).policy)
+    if name == "inspection":
+        return InspectionAgent(make_controller("inspection", plant), plant.max_parts_per_tick,
+                               sc.agents.inspection.reject_threshold)
+    if name == "voice":
+        return VoiceAgent()
+    if name == "safety":
+        return SafetyAgent(sc, plant.max_parts_per_tick, sc.fleet.max_pending_orders)
+    raise AssertionError(f"no agent {name!r}")
+
+
+def build_agents(plant: ShopfloorPlant) -> dict[str, Agent]:
+    return {name: build_agent(name, plant) for name in (*PHASE_ONE, "safety")}
+
+
+def rebuild_from_board(agent: Agent, turns: list[tuple[int, int, int]], read: Callable[..., list[Entry]]) -> None:
+    """Replay an agent's logged turns ``(tick, since_seq, upto_seq)`` through ``decide`` (posts discarded)."""
+    for tick, since, upto in turns:
+        inbox = [e for e in read(agent.subscribes, since) if e.seq <= upto]
+        agent.decide(tick, inbox)
+
+
+class AgentPool(Protocol):
+    """Runs step 2 of a tick for every phase-one agent."""
+
+    def decide_all(self, tick: int, inboxes: dict[str, list[Entry]]) -> dict[str, list[Post] | None]: ...
+
+    def subscriptions(self) -> dict[str, tuple[str, ...]]: ...
+
+    def restarts(self) -> int: ...
+
+
+class LocalAgentPool:
+    """Agents as plain objects in this process (tests, training, `--local`). Deadlines are not enforced:
+    a call cannot be abandoned in one process; late turns are counted."""
+
+    def __init__(self, agents: dict[str, Agent], deadline_s: float):
+        self.agents, self.deadline_s = agents, deadline_s
+        self.late = 0
+
+    def decide_all(self, tick, inboxes):
+        out = {}
+        for name, inbox in inboxes.items():
+            start = time.perf_counter()
+            out[name] = self.agents[name].decide(tick, inbox)
+            self.late += time.perf_counter() - start > self.deadline_s
+        return out
+
+    def subscriptions(self) -> dict[str, tuple[str, ...]]:
+        return {name: tuple(agent.subscribes) for name, agent in self.agents.items()}
+
+    def restarts(self) -> int:
+        return 0
+
+
+# ------------------------------------------------------------------------------------------- the run
+@dataclass
+class RunCounters:
+    deadline_misses: dict[str, int] = field(default_factory=dict)
+    restarts: int = 0
+    posts: int = 0
+    tick_latency_s: list[float] = field(default_factory=list)
+
+
+class PlantRun:
+    """One seeded run of a scenario through the blackboard.
+
+    Parameters
+    ----------
+    scenario, seed
+    board : LoggedBoard or a remote handle with the same methods (called through ``call``)
+    pool : AgentPool
+    call : callable
+        ``call(method, *args)`` invokes a board method (locally: a plain call; Ray: ``ray.get(handle.m.remote())``).
+    """
+
+    def __init__(self, scenario: Scenario, seed: int, plant: ShopfloorPlant, pool: AgentPool, call: Callable,
+                 safety: SafetyAgent):
+        self.scenario, self.seed, self.pool, self.call = scenario, seed, pool, call
+        self.plant, self.safety, self.subscriptions = plant, safety, pool.subscriptions()
+        self.observations = plant.last_observations
+        self.cursors = {name: 0 for name in (*PHASE_ONE, "safety")}
+        self.counters = RunCounters(deadline_misses={name: 0 for name in PHASE_ONE})
+        self.trace = [self.plant.trace()]
+        self.inspections: list[tuple[int, bool]] = []
+        self._voice = sorted((e for e in scenario.events if isinstance(e, VoiceEvent)), key=lambda e: e.at_min)
+        self._next_voice = 0
+
+    @property
+    def done(self) -> bool:
+        return not self.plant.agents
+
+    def _plant_posts(self) -> list[Post]:
+        obs, plant = self.observations, self.plant
+        posts = [Post("state/process", "obs", encode_observation("process", obs["process"])),
+                 Post("state/pacing", "obs", encode_observation("pacing", obs["pacing"])),
+                 Post("state/dispatch", "obs", encode_observation("dispatch", obs["dispatch"],
+                                                                  plant.fleet.action_masks()))]
+        shown = plant.line.awaiting_inspection[: plant.max_parts_per_tick]
+        images = obs["inspection"]["images"]
+        posts.append(Post("perception/parts", "station", {"parts": [
+            {"part_id": int(part[0]), "png": encode_image(images[slot])} for slot, part in enumerate(shown)]}))
+        now_min = plant.tick * plant.dt_s / 60.0
+        while self._next_voice < len(self._voice) and self._voice[self._next_voice].at_min <= now_min:
+            event = self._voice[self._next_voice]
+            posts.append(Post("event/voice", f"v{self._next_voice}", {"audio": event.audio,
+                                                                     "command": event.command.model_dump() if event.command else None}))
+            self._next_voice += 1
+        return posts
+
+    def step(self) -> None:
+        """One tick of the protocol (module docstring)."""
+        start, tick, call = time.perf_counter(), self.plant.tick, self.call
+        call("post", "plant", tick, self._plant_posts())
+        inboxes = call("read_many", {n: (self.subscriptions[n], self.cursors[n]) for n in PHASE_ONE})
+        upto = call("last_seq")
+        results = self.pool.decide_all(tick, inboxes)
+        batches, turns = [], {}
+        for name in PHASE_ONE:
+            posts = results.get(name)
+            if posts is None:
+                # A missed turn is not logged and the cursor stays: the next turn brings these entries too.
+                self.counters.deadline_misses[name] += 1
+                continue
+            batches.append((name, posts))
+            turns[name] = (self.cursors[name], upto)
+            self.cursors[name] = upto
+        call("post_many", tick, batches)
+        safety_inbox = call("read", self.safety.subscribes, self.cursors["safety"])
+        upto = call("last_seq")
+        turns["safety"] = (self.cursors["safety"], upto)
+        self.cursors["safety"] = upto
+        safety_posts = self.safety.decide(tick, safety_inbox)
+        call("post", "safety", tick, safety_posts + [Post("meta/turns", "all", {n: list(w) for n, w in turns.items()})])
+        actions = {p.topic.split("/", 1)[1]: np.asarray(p.value) for p in safety_posts if p.topic.startswith("action/")}
+        self._step_plant(actions)
+        self.counters.posts += call("commit_tick", tick)
+        self.counters.tick_latency_s.append(time.perf_counter() - start)
+
+    def fast_forward(self, entries: list[Entry], last_tick: int) -> None:
+        """Replay the plant through the logged ticks 0..last_tick and restore every cursor (resume)."""
+        actions = logged_actions(entries)
+        for tick in range(last_tick + 1):
+            self._plant_posts()  # keeps the plant-side bookkeeping (scripted voice events) in step
+            self._step_plant(dict(actions[tick]))
+        for e in entries:
+            if e.topic == "meta/turns":
+                for name, (_, upto) in e.value.items():
+                    self.cursors[name] = upto
+
+    def _step_plant(self, actions: dict[str, np.ndarray]) -> None:
+        actions["pacing"] = actions["pacing"].astype(np.float32)
+        actions["process"] = actions["process"].astype(np.float32)
+        self.observations, _, _, _, infos = self.plant.step(actions)
+        inspection = infos.get("inspection", {})
+        self.inspections += list(zip(inspection.get("true_defects", []), inspection.get("verdicts", [])))
+        self.trace.append(self.plant.trace())
+
+    def kpis(self) -> dict[str, float]:
+        """The plant's KPIs plus the coordination counters, both derived from what is on the log."""
+        out = self.plant.kpis()
+        out.update(counters_from_entries(self.call("read", ["*"], 0), PHASE_ONE))
+        return out
+
+    def timing(self) -> dict[str, float]:
+        """Wall-clock figures of this run (not KPIs: they differ between identical runs)."""
+        lat = np.asarray(self.counters.tick_latency_s or [0.0]) * 1000.0
+        return {"tick_latency_p50_ms": float(np.percentile(lat, 50)),
+                "tick_latency_p99_ms": float(np.percentile(lat, 99)),
+                "agent_restarts": float(self.pool.restarts())}
+
+
+def counters_from_entries(entries: list[Entry], phase_one: tuple[str, ...] = PHASE_ONE) -> dict[str, float]:
+    """Deadline misses, conflicts, vetoes, clamps, safe defaults and voice commands, counted from the log."""
+    misses = conflicts = vetoes = clamps = defaults = accepted = rejected = 0
+    for e in entries:
+        top, _, rest = e.topic.partition("/")
+        if e.topic == "meta/turns":
+            misses += sum(name not in e.value for name in phase_one)
+        elif e.topic == "meta/conflict":
+            conflicts += 1
+        elif top == "veto":
+            if rest == "voice":
+                rejected += 1
+            elif e.key == "default":
+                defaults += 1
+            else:
+                vetoes += bool(e.value.get("vetoed"))
+                clamps += bool(e.value.get("clamped")) and not e.value.get("vetoed")
+        elif top == "command" and e.author == "voice":
+            accepted += 1
+    return {"deadline_misses": float(misses), "conflicts": float(conflicts), "vetoes": float(vetoes),
+            "clamps": float(clamps), "safe_defaults": float(defaults), "commands_accepted": float(accepted),
+            "commands_rejected": float(rejected)}
+
+
+# ------------------------------------------------------------------------------- start, resume, replay
+def local_board_call(board: LoggedBoard) -> Callable:
+    return lambda method, *args: getattr(board, method)(*args)
+
+
+def start_local_run(scenario: Scenario, seed: int, log_path: str | Path | None = None,
+                    resume: bool = False) -> tuple[PlantRun, LoggedBoard]:
+    """A run with every agent in this process (``resume``: continue the run logged at ``log_path``)."""
+    board = LoggedBoard(log_path)
+    plant = ShopfloorPlant(scenario)
+    plant.reset(seed=seed)
+    resume_tick = prepare_resume(board) if resume else None
+    agents = build_agents(plant)
+    if resume_tick is not None:
+        for name, agent in agents.items():
+            rebuild_from_board(agent, board.turns_of(name), board.read)
+    pool = LocalAgentPool({n: agents[n] for n in PHASE_ONE}, scenario.deadline_ms / 1000.0)
+    run = PlantRun(scenario, seed, plant, pool, local_board_call(board), agents["safety"])
+    if resume_tick is not None:
+        run.fast_forward(board.read(["*"], 0), resume_tick)
+    elif board.log is not None:
+        board.log.set_meta("seed", str(seed))
+        board.log.set_meta("scenario", scenario.model_dump_json())
+    return run, board
+
+
+def prepare_resume(board: LoggedBoard) -> int:
+    """Load a logged run onto the board; the last tick it committed."""
+    assert board.log is not None, "resume needs an event log"
+    last = board.log.last_committed_tick()
+    if last is None:
+        raise ShopfloorInputError(f"{board.log.path}: the event log has no committed tick to resume from")
+    board.load_from_log(last)
+    return last
+
+
+def logged_actions(entries: list[Entry]) -> dict[int, dict[str, np.ndarray]]:
+    """The final actions the plant executed, per tick."""
+    out: dict[int, dict[str, np.ndarray]] = {}
+    for e in entries:
+        if e.topic.startswith("action/"):
+            out.setdefault(e.tick, {})[e.topic.split("/", 1)[1]] = np.asarray(e.value)
+    return out
+
+
+
+
+def replay_kpis(log_path: str | Path) -> dict[str, float]:
+    """Recompute a logged run's KPIs: the plant re-simulated with the logged actions, counters from the log."""
+    log = EventLog(log_path)
+    try:
+        scenario = Scenario.model_validate_json(log.get_meta("scenario"))
+        seed = int(log.get_meta("seed"))
+        entries = list(log.entries())
+    finally:
+        log.close()
+    plant = ShopfloorPlant(scenario)
+    plant.reset(seed=seed)
+    for tick, actions in sorted(logged_actions(entries).items()):
+        for unit in ("process", "pacing"):
+            actions[unit] = actions[unit].astype(np.float32)
+        plant.step(actions)
+    out = plant.kpis()
+    out.update(counters_from_entries(entries))
+    return out

@@ -1,0 +1,112 @@
+"""Ray actors: thin wrappers around the plain classes in agents/ (the only module here that knows Ray).
+
+* `BoardActor` hosts a `LoggedBoard` (blackboard + event log). Traffic is batched: one post and one read
+  per phase of a tick, whatever the number of agents.
+* `AgentActor` hosts one agent. It is created with ``max_restarts``; when Ray restarts it, ``__init__``
+  runs again and rebuilds the agent's state by replaying its logged turns from the board, so it carries
+  on exactly where the lost one stopped.
+* `RayAgentPool` runs a tick's agents in parallel with a deadline: an agent that has not answered in time,
+  or whose actor died, posts nothing that tick (the safety agent applies its safe default) and the miss
+  or restart is counted.
+"""
+
+from __future__ import annotations
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from agents.blackboard import Entry, Post
+from agents.runtime import LoggedBoard, build_agent, rebuild_from_board
+from environments.plant import ShopfloorPlant
+from environments.scenario import Scenario
+
+
+@ray.remote(num_cpus=0)
+class BoardActor:
+    """The blackboard and its event log, in one actor."""
+
+    def __init__(self, log_path: str | None, load_until_tick: int | None = None):
+        self.board = LoggedBoard(log_path)
+        if load_until_tick is not None:
+            self.board.load_from_log(load_until_tick)
+
+    def post(self, author: str, tick: int, posts: list[Post]) -> list[int]:
+        return self.board.post(author, tick, posts)
+
+    def post_many(self, tick: int, batches: list[tuple[str, list[Post]]]) -> list[list[int]]:
+        return self.board.post_many(tick, batches)
+
+    def read(self, patterns, since_seq: int = 0) -> list[Entry]:
+        return self.board.read(patterns, since_seq)
+
+    def read_many(self, requests):
+        return self.board.read_many(requests)
+
+    def last_seq(self) -> int:
+        return self.board.last_seq()
+
+    def commit_tick(self, tick: int) -> int:
+        return self.board.commit_tick(tick)
+
+    def turns_of(self, name: str) -> list[tuple[int, int, int]]:
+        return self.board.turns_of(name)
+
+    def close(self) -> None:
+        self.board.close()
+
+
+@ray.remote(num_cpus=0, max_restarts=3, max_task_retries=0)
+class AgentActor:
+    """One agent of one run. Restarted by Ray after a crash; rebuilds itself from the board."""
+
+    def __init__(self, scenario_json: str, seed: int, name: str, board):
+        scenario = Scenario.model_validate_json(scenario_json)
+        plant = ShopfloorPlant(scenario)
+        plant.reset(seed=seed)  # controllers read the plant's static layout (road network, line)
+        self.agent = build_agent(name, plant)
+        turns = ray.get(board.turns_of.remote(name))
+        rebuild_from_board(self.agent, turns, lambda patterns, since: ray.get(board.read.remote(patterns, since)))
+        self.rebuilt_turns = len(turns)
+
+    def ready(self) -> int:
+        return self.rebuilt_turns
+
+    def decide(self, tick: int, inbox: list[Entry]) -> list[Post]:
+        return self.agent.decide(tick, inbox)
+
+
+class RayAgentPool:
+    """Phase-one agents as actors, called in parallel under a per-tick deadline."""
+
+    def __init__(self, scenario: Scenario, seed: int, board, names: tuple[str, ...], deadline_s: float):
+        self.deadline_s, self.n_restarts = deadline_s, 0
+        scenario_json = scenario.model_dump_json()
+        self.actors = {}
+        for name in names:
+            resources = getattr(scenario.agents, name).resources
+            options = {"resources": dict(resources)} if resources else {}
+            self.actors[name] = AgentActor.options(**options).remote(scenario_json, seed, name, board)
+        ray.get([a.ready.remote() for a in self.actors.values()])  # no tick starts before every agent is up
+
+    def decide_all(self, tick, inboxes):
+        refs = {name: self.actors[name].decide.remote(tick, inbox) for name, inbox in inboxes.items()}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=self.deadline_s)
+        ready = set(ready)
+        out = {}
+        for name, ref in refs.items():
+            if ref not in ready:
+                out[name] = None  # missed the deadline; its late answer is dropped
+                continue
+            try:
+                out[name] = ray.get(ref, timeout=0)
+            except (RayActorError, GetTimeoutError):
+                self.n_restarts += 1  # the actor died during the call; Ray restarts it
+                out[name] = None
+        return out
+
+    def restarts(self) -> int:
+        return self.n_restarts
+
+    def shutdown(self) -> None:
+        for actor in self.actors.values():
+            ray.kill(actor, no_restart=True)
