@@ -16,7 +16,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from agents.blackboard import Entry, Post
-from agents.runtime import LoggedBoard, build_agent, rebuild_from_board
+from agents.runtime import LoggedBoard, build_agent, prepare_resume, rebuild_from_board
 from environments.plant import ShopfloorPlant
 from environments.scenario import Scenario
 
@@ -25,10 +25,17 @@ from environments.scenario import Scenario
 class BoardActor:
     """The blackboard and its event log, in one actor."""
 
-    def __init__(self, log_path: str | None, load_until_tick: int | None = None):
+    def __init__(self, log_path: str | None, resume: bool = False):
         self.board = LoggedBoard(log_path)
-        if load_until_tick is not None:
-            self.board.load_from_log(load_until_tick)
+        self.last_tick = prepare_resume(self.board) if resume else None
+
+    def resume_tick(self) -> int | None:
+        """The last committed tick of the log this board was resumed from."""
+        return self.last_tick
+
+    def set_meta(self, key: str, value: str) -> None:
+        assert self.board.log is not None, "no event log"
+        self.board.log.set_meta(key, value)
 
     def post(self, author: str, tick: int, posts: list[Post]) -> list[int]:
         return self.board.post(author, tick, posts)
@@ -59,7 +66,10 @@ class BoardActor:
 class AgentActor:
     """One agent of one run. Restarted by Ray after a crash; rebuilds itself from the board."""
 
-    def __init__(self, scenario_json: str, seed: int, name: str, board):
+    def __init__(self, scenario_json: str, seed: int, name: str, board_name: str):
+        # The board is looked up by name, not passed as a handle: constructor arguments must survive for
+        # Ray to restart this actor (ray-project/ray#53727), and a name always does.
+        board = ray.get_actor(board_name)
         scenario = Scenario.model_validate_json(scenario_json)
         plant = ShopfloorPlant(scenario)
         plant.reset(seed=seed)  # controllers read the plant's static layout (road network, line)
@@ -71,6 +81,9 @@ class AgentActor:
     def ready(self) -> int:
         return self.rebuilt_turns
 
+    def subscribes(self) -> tuple[str, ...]:
+        return tuple(self.agent.subscribes)
+
     def decide(self, tick: int, inbox: list[Entry]) -> list[Post]:
         return self.agent.decide(tick, inbox)
 
@@ -78,15 +91,19 @@ class AgentActor:
 class RayAgentPool:
     """Phase-one agents as actors, called in parallel under a per-tick deadline."""
 
-    def __init__(self, scenario: Scenario, seed: int, board, names: tuple[str, ...], deadline_s: float):
+    def __init__(self, scenario: Scenario, seed: int, board_name: str, names: tuple[str, ...], deadline_s: float):
         self.deadline_s, self.n_restarts = deadline_s, 0
         scenario_json = scenario.model_dump_json()
         self.actors = {}
         for name in names:
             resources = getattr(scenario.agents, name).resources
             options = {"resources": dict(resources)} if resources else {}
-            self.actors[name] = AgentActor.options(**options).remote(scenario_json, seed, name, board)
+            self.actors[name] = AgentActor.options(**options).remote(scenario_json, seed, name, board_name)
         ray.get([a.ready.remote() for a in self.actors.values()])  # no tick starts before every agent is up
+        self._subscriptions = dict(zip(self.actors, ray.get([a.subscribes.remote() for a in self.actors.values()])))
+
+    def subscriptions(self) -> dict[str, tuple[str, ...]]:
+        return self._subscriptions
 
     def decide_all(self, tick, inboxes):
         refs = {name: self.actors[name].decide.remote(tick, inbox) for name, inbox in inboxes.items()}
