@@ -116,10 +116,22 @@ def build_agents(plant: ShopfloorPlant) -> dict[str, Agent]:
 
 
 def rebuild_from_board(agent: Agent, turns: list[tuple[int, int, int]], read: Callable[..., list[Entry]]) -> None:
-    """Replay an agent's logged turns ``(tick, since_seq, upto_seq)`` through ``decide`` (posts discarded)."""
+    """Replay an agent's logged turns ``(tick, since_seq, upto_seq)`` through ``decide`` (posts discarded).
+
+    ``read(patterns, since_seq)`` is called once; the turns' windows are cut from what it returns.
+    """
+    if not turns:
+        return
+    entries = read(list(agent.subscribes), turns[0][1])
+    i = 0
     for tick, since, upto in turns:
-        inbox = [e for e in read(agent.subscribes, since) if e.seq <= upto]
-        agent.decide(tick, inbox)
+        while i < len(entries) and entries[i].seq <= since:
+            i += 1
+        j = i
+        while j < len(entries) and entries[j].seq <= upto:
+            j += 1
+        agent.decide(tick, entries[i:j])
+        i = j
 
 
 class AgentPool(Protocol):
@@ -160,7 +172,8 @@ class LocalAgentPool:
 class RunCounters:
     deadline_misses: dict[str, int] = field(default_factory=dict)
     restarts: int = 0
-    posts: int = 0
+    posts: int = 0  # entries the log committed
+    acknowledged: int = 0  # entries the board acknowledged (a seq returned)
     tick_latency_s: list[float] = field(default_factory=list)
 
 
@@ -213,7 +226,7 @@ class PlantRun:
     def step(self) -> None:
         """One tick of the protocol (module docstring)."""
         start, tick, call = time.perf_counter(), self.plant.tick, self.call
-        call("post", "plant", tick, self._plant_posts())
+        acks = len(call("post", "plant", tick, self._plant_posts()))
         inboxes = call("read_many", {n: (self.subscriptions[n], self.cursors[n]) for n in PHASE_ONE})
         upto = call("last_seq")
         results = self.pool.decide_all(tick, inboxes)
@@ -227,16 +240,18 @@ class PlantRun:
             batches.append((name, posts))
             turns[name] = (self.cursors[name], upto)
             self.cursors[name] = upto
-        call("post_many", tick, batches)
+        acks += sum(map(len, call("post_many", tick, batches)))
         safety_inbox = call("read", self.safety.subscribes, self.cursors["safety"])
         upto = call("last_seq")
         turns["safety"] = (self.cursors["safety"], upto)
         self.cursors["safety"] = upto
         safety_posts = self.safety.decide(tick, safety_inbox)
-        call("post", "safety", tick, safety_posts + [Post("meta/turns", "all", {n: list(w) for n, w in turns.items()})])
+        acks += len(call("post", "safety", tick,
+                         safety_posts + [Post("meta/turns", "all", {n: list(w) for n, w in turns.items()})]))
         actions = {p.topic.split("/", 1)[1]: np.asarray(p.value) for p in safety_posts if p.topic.startswith("action/")}
         self._step_plant(actions)
         self.counters.posts += call("commit_tick", tick)
+        self.counters.acknowledged += acks
         self.counters.tick_latency_s.append(time.perf_counter() - start)
 
     def fast_forward(self, entries: list[Entry], last_tick: int) -> None:
@@ -269,7 +284,9 @@ class PlantRun:
         lat = np.asarray(self.counters.tick_latency_s or [0.0]) * 1000.0
         return {"tick_latency_p50_ms": float(np.percentile(lat, 50)),
                 "tick_latency_p99_ms": float(np.percentile(lat, 99)),
-                "agent_restarts": float(self.pool.restarts())}
+                "agent_restarts": float(self.pool.restarts()),
+                "posts_acknowledged": float(self.counters.acknowledged),
+                "posts_logged": float(self.counters.posts)}
 
 
 def counters_from_entries(entries: list[Entry], phase_one: tuple[str, ...] = PHASE_ONE) -> dict[str, float]:

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
@@ -77,15 +79,20 @@ class AgentActor:
         turns = ray.get(board.turns_of.remote(name))
         rebuild_from_board(self.agent, turns, lambda patterns, since: ray.get(board.read.remote(patterns, since)))
         self.rebuilt_turns = len(turns)
+        self.incarnation = uuid.uuid4().hex  # a new one after every restart: how the pool counts restarts
 
-    def ready(self) -> int:
-        return self.rebuilt_turns
+    def ready(self) -> str:
+        return self.incarnation
 
     def subscribes(self) -> tuple[str, ...]:
         return tuple(self.agent.subscribes)
 
-    def decide(self, tick: int, inbox: list[Entry]) -> list[Post]:
-        return self.agent.decide(tick, inbox)
+    def node_id(self) -> str:
+        """The Ray node this agent runs on (placement checks)."""
+        return ray.get_runtime_context().get_node_id()
+
+    def decide(self, tick: int, inbox: list[Entry]) -> tuple[str, list[Post]]:
+        return self.incarnation, self.agent.decide(tick, inbox)
 
 
 class RayAgentPool:
@@ -99,7 +106,8 @@ class RayAgentPool:
             resources = getattr(scenario.agents, name).resources
             options = {"resources": dict(resources)} if resources else {}
             self.actors[name] = AgentActor.options(**options).remote(scenario_json, seed, name, board_name)
-        ray.get([a.ready.remote() for a in self.actors.values()])  # no tick starts before every agent is up
+        # No tick starts before every agent is up.
+        self._incarnation = dict(zip(self.actors, ray.get([a.ready.remote() for a in self.actors.values()])))
         self._subscriptions = dict(zip(self.actors, ray.get([a.subscribes.remote() for a in self.actors.values()])))
 
     def subscriptions(self) -> dict[str, tuple[str, ...]]:
@@ -115,10 +123,13 @@ class RayAgentPool:
                 out[name] = None  # missed the deadline; its late answer is dropped
                 continue
             try:
-                out[name] = ray.get(ref, timeout=0)
+                incarnation, out[name] = ray.get(ref, timeout=0)
             except (RayActorError, GetTimeoutError):
-                self.n_restarts += 1  # the actor died during the call; Ray restarts it
-                out[name] = None
+                out[name] = None  # the actor died during the call; Ray restarts it
+                continue
+            if incarnation != self._incarnation[name]:
+                self.n_restarts += 1  # answered by a restarted actor that rebuilt itself from the board
+                self._incarnation[name] = incarnation
         return out
 
     def restarts(self) -> int:

@@ -58,38 +58,85 @@ def _parse_set(items: list[str]) -> dict[str, object]:
 @app.command()
 @_fail_on_bad_input
 def run(
-    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    scenario: Annotated[Path | None, typer.Argument(help="Scenario YAML file.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the first run (default: the scenario's).")] = None,
     seeds: Annotated[int | None, typer.Option(min=1, help="Number of seeded runs (default: the scenario's).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<scenario>-<UTC time>).")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Override a field: KEY=VALUE (dotted).")] = [],
+    resume: Annotated[Path | None, typer.Option(help="Finish the killed run in this run directory.")] = None,
+    address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead of starting one.")] = None,
+    local: Annotated[bool, typer.Option("--local", help="Run the agents in this process, without Ray.")] = False,
 ) -> None:
-    """Run the plant of SCENARIO with its agents; print the KPI table and write the run directory."""
+    """Run the plant of SCENARIO with its agents on Ray; print the KPI table and write the run directory."""
     from environments.scenario import load_scenario
 
-    overrides = _parse_set(set_)
-    if seed is not None:
-        overrides["seed"] = seed
-    if seeds is not None:
-        overrides["seeds"] = seeds
-    sc = load_scenario(scenario, overrides)  # bad input fails here, before the heavy imports below
+    if resume is None and scenario is None:
+        raise ShopfloorInputError("give a SCENARIO file to run, or --resume RUN_DIR to finish a killed run")
+    if resume is not None and (scenario is not None or set_ or seed is not None or seeds is not None or out):
+        raise ShopfloorInputError("--resume RUN_DIR continues that run as it was; it takes no SCENARIO, --set, "
+                                  "--seed, --seeds or --out")
+    if resume is None:
+        overrides = _parse_set(set_)
+        if seed is not None:
+            overrides["seed"] = seed
+        if seeds is not None:
+            overrides["seeds"] = seeds
+        sc = load_scenario(scenario, overrides)  # bad input fails here, before the heavy imports below
+    else:
+        from cluster.run import _scenario_of
+
+        sc = _scenario_of(resume)
 
     from cluster.report import kpi_rows
-    from cluster.run import run_scenario
+    from cluster.run import resume_scenario, run_scenario
 
-    total = sc.n_ticks * sc.seeds
+    mode = "local" if local else "ray"
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("ticks"), TimeElapsedColumn(), console=err_console, transient=False) as progress:
-        task = progress.add_task(f"{sc.name}", total=total)
-        result = run_scenario(sc, out, on_tick=lambda _t: progress.advance(task))
-    table = Table(title=f"{sc.name}: KPIs over {len(result.runs)} seed(s)")
+        task = progress.add_task(f"{sc.name}", total=sc.n_ticks * sc.seeds)
+        advance = lambda n: progress.advance(task, n)  # noqa: E731
+        if resume is None:
+            result = run_scenario(sc, out, on_tick=advance, mode=mode, address=address)
+        else:
+            result = resume_scenario(resume, on_tick=advance, mode=mode, address=address)
+    _print_kpis(result, kpi_rows)
+    console.print(f"run directory: {result.run_dir}")
+
+
+def _print_kpis(result, kpi_rows) -> None:
+    table = Table(title=f"{result.scenario.name}: KPIs over {len(result.runs)} seed(s)")
     table.add_column("KPI")
     table.add_column("value", justify="right")
     table.add_column("definition", style="dim")
     for row in kpi_rows(result):
         table.add_row(*row)
     console.print(table)
-    console.print(f"run directory: {result.run_dir}")
+
+
+@app.command()
+@_fail_on_bad_input
+def replay(run_dir: Annotated[Path, typer.Argument(help="A run directory written by `shopfloor run`.")]) -> None:
+    """Recompute a run's KPIs from its event logs and check them against its kpis.json."""
+    import json
+
+    from cluster.run import replay_run_dir
+
+    replayed = replay_run_dir(run_dir)
+    recorded = {}
+    if (run_dir / "kpis.json").is_file():
+        recorded = {r["seed"]: r for r in json.loads((run_dir / "kpis.json").read_text())["per_seed"]}
+    table = Table(title=f"replay of {run_dir}")
+    for col in ("seed", "KPIs recomputed", "identical to kpis.json"):
+        table.add_column(col)
+    all_same = True
+    for seed, kpis in replayed.items():
+        rec = recorded.get(seed)
+        same = rec is not None and all(rec.get(k) == v for k, v in kpis.items())
+        all_same &= same
+        table.add_row(str(seed), str(len(kpis)), "yes" if same else ("no kpis.json" if rec is None else "NO"))
+    console.print(table)
+    if not all_same:
+        raise typer.Exit(1)
 
 
 @app.command()

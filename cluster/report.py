@@ -19,7 +19,6 @@ def write_run_dir(result: RunResult) -> Path:
     run_dir = result.run_dir
     assert run_dir is not None, "result has no run_dir"
     (run_dir / "plots").mkdir(parents=True, exist_ok=True)
-    (run_dir / "scenario.yaml").write_text(result.scenario.resolved_yaml())
     (run_dir / "kpis.json").write_text(kpis_json(result))
     first = result.runs[0]
     plots = {
@@ -65,7 +64,18 @@ def report_markdown(result: RunResult, plots: dict[str, Path]) -> str:
     ]
     for agent in ("process", "pacing", "dispatch", "inspection", "voice"):
         lines.append(f"| {agent} | {getattr(sc.agents, agent).policy} |")
-    lines += ["", "## KPIs", "", "| KPI | value | definition |", "|---|---|---|"]
+    lines += ["", "## Coordination", "",
+              "| seed | deadline misses | restarts | conflicts | vetoes | clamps | safe defaults | commands ok / refused"
+              " | tick p50 / p99 (ms) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in result.runs:
+        k, t = r.kpis, r.timing
+        lines.append(f"| {r.seed} | {k.get('deadline_misses', 0):g} | {t.get('agent_restarts', 0):g} | "
+                     f"{k.get('conflicts', 0):g} | {k.get('vetoes', 0):g} | {k.get('clamps', 0):g} | "
+                     f"{k.get('safe_defaults', 0):g} | {k.get('commands_accepted', 0):g} / "
+                     f"{k.get('commands_rejected', 0):g} | {t.get('tick_latency_p50_ms', 0):.1f} / "
+                     f"{t.get('tick_latency_p99_ms', 0):.1f} |")
+    lines += ["", f"Agents ran {'as Ray actors' if result.mode == 'ray' else 'in one process'}.", "",
+              "## KPIs", "", "| KPI | value | definition |", "|---|---|---|"]
     lines += [f"| {n} | {v} | {d} |" for n, v, d in kpi_rows(result)]
     lines += ["", "## Plots", ""]
     for title, path in plots.items():

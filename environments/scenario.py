@@ -211,6 +211,13 @@ class Scenario(_Strict):
             if event.at_min > self.duration_h * 60:
                 raise ValueError(f"events[{k}].at_min {event.at_min} is after the end of the run "
                                  f"({self.duration_h * 60:g} min)")
+        s, p = self.safety, self.process
+        if s.jacket_setpoint_max_c is not None and s.jacket_setpoint_max_c < p.nominal_jacket_c:
+            raise ValueError(f"safety.jacket_setpoint_max_c {s.jacket_setpoint_max_c} is below the reactor's "
+                             f"nominal jacket setpoint {p.nominal_jacket_c}, where it starts; allowed: at least that")
+        if s.pressure_setpoint_max_bar is not None and s.pressure_setpoint_max_bar < p.nominal_pressure_bar:
+            raise ValueError(f"safety.pressure_setpoint_max_bar {s.pressure_setpoint_max_bar} is below the nominal "
+                             f"pressure {p.nominal_pressure_bar}, where it starts; allowed: at least that")
         biggest = max(v.capacity_units for v in self.fleet.fleet)
         if self.coupling.parts_per_order > biggest:
             raise ValueError(f"coupling.parts_per_order {self.coupling.parts_per_order} does not fit the largest "

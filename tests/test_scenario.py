@@ -72,6 +72,8 @@ MALFORMED = {
     "zero_seeds": ("name: x\nseeds: 0\n", ["seeds", "0", "greater than or equal to 1"]),
     "duplicate_station_names": ("name: x\nline:\n  stations: [{name: a}, {name: a}]\n", ["unique"]),
     "bad_window": ("name: x\ncoupling: {order_window_min: [100, 50]}\n", ["coupling", "opens < closes"]),
+    "safety_below_start": ("name: x\nsafety: {jacket_setpoint_max_c: 40}\n",
+                           ["safety.jacket_setpoint_max_c 40", "nominal jacket setpoint", "allowed"]),
     "bad_purity_reference": ("name: x\nline: {purity_reference: 1.7}\n", ["line.purity_reference", "1.7"]),
 }
 
