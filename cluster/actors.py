@@ -57,6 +57,15 @@ class BoardActor:
     def commit_tick(self, tick: int) -> int:
         return self.board.commit_tick(tick)
 
+    def begin_tick(self, tick, plant_posts, requests):
+        return self.board.begin_tick(tick, plant_posts, requests)
+
+    def collect(self, tick, batches, patterns, since):
+        return self.board.collect(tick, batches, patterns, since)
+
+    def end_tick(self, tick, posts):
+        return self.board.end_tick(tick, posts)
+
     def turns_of(self, name: str) -> list[tuple[int, int, int]]:
         return self.board.turns_of(name)
 
