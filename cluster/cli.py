@@ -140,6 +140,62 @@ def replay(run_dir: Annotated[Path, typer.Argument(help="A run directory written
 
 
 @app.command()
+@_fail_on_bad_input
+def study(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    seeds: Annotated[int, typer.Option(min=1, help="Seeded runs per configuration.")] = 10,
+    set_: Annotated[list[str], typer.Option("--set", help="KEY=V1,V2,...: one configuration per value.")] = [],
+    workers: Annotated[int | None, typer.Option(min=1, help="Runs at once (default: the cluster's CPUs).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Study directory (default runs/study-<scenario>-<UTC time>).")] = None,
+    address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead of starting one.")] = None,
+) -> None:
+    """Compare configurations over many seeds in parallel on Ray: mean and 95% CI per KPI, study.json, plots."""
+    import yaml
+    from datetime import datetime, timezone
+
+    from environments.scenario import load_scenario
+
+    sets: dict[str, list[object]] = {}
+    for item in set_:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise ShopfloorInputError(f"--set {item!r}: expected KEY=V1,V2,... e.g. agents.pacing.policy=push,conwip")
+        sets[key.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+    sc = load_scenario(scenario)
+    out = out or Path("runs") / f"study-{sc.name}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+
+    from cluster.orchestrator import ensure_ray
+    from cluster.study import configurations, run_study
+
+    ensure_ray(address)
+    total = len(configurations(sets)) * seeds
+    with Progress(TextColumn("[bold]study"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
+                  TimeElapsedColumn(), console=err_console) as progress:
+        task = progress.add_task("runs", total=total)
+        result = run_study(scenario, seeds, sets, workers, out, on_done=lambda n: progress.advance(task, n))
+    from environments.kpis import KPIS
+
+    table = Table(title=f"{result.scenario}: {len(result.seeds)} seeds per configuration, mean ± 95% CI")
+    table.add_column("KPI")
+    for k in range(len(result.configurations)):
+        table.add_column(result.label(k), justify="right")
+    for name, kpi in KPIS.items():
+        cells = []
+        for summary in result.summaries:
+            e = summary.get(name)
+            cells.append(f"{e.mean:.4g} ± {e.half_width:.2g}" if e else "-")
+        if any(c != "-" for c in cells):
+            table.add_row(name, *cells)
+    console.print(table)
+    for f in result.failures:
+        err_console.print(f"run failed: configuration {result.label(f['configuration'])}, seed {f['seed']}: "
+                          f"{f['error']}", markup=False, highlight=False)
+    console.print(f"study directory: {out} ({result.wall_s:.1f} s)")
+    if result.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
 def envs() -> None:
     """List the registered environments."""
     import gymnasium

@@ -151,3 +151,23 @@ def test_two_nodes_agent_placed_by_custom_resource(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "DISPATCH_ON_SECOND True" in out.stdout
     assert "TICKS 30" in out.stdout
+
+
+def test_study_compares_configurations_and_reports_a_failed_run(ray_session, tmp_path):
+    from cluster.study import run_study
+
+    sc_file = tmp_path / "sc.yaml"
+    sc_file.write_text("name: st\nduration_h: 1\nfleet: {road: {n_nodes: 36, size_km: 5}, n_vehicles: 2}\n")
+    # "rl:missing.zip" is a valid name but no such policy exists: those runs fail, the others must not be lost.
+    result = run_study(sc_file, 3, {"agents.pacing.policy": ["push", "conwip"],
+                                    "agents.process.policy": ["pid", "rl:missing.zip"]}, workers=2,
+                       out_dir=tmp_path / "study")
+    assert len(result.configurations) == 4 and len(result.per_run) == 6 and len(result.failures) == 6
+    assert all("rl" in f["error"] for f in result.failures)
+    push, conwip = result.summaries[0], result.summaries[2]
+    assert push["throughput_per_hour"].n == 3
+    assert conwip["wip_mean"].mean < push["wip_mean"].mean  # CONWIP caps WIP
+    saved = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert len(saved["configurations"]) == 4 and len(saved["failures"]) == 6
+    assert (tmp_path / "study" / "plots" / "wip_mean.png").stat().st_size > 0
+    assert result.label(0) == "pacing.policy=push, process.policy=pid"
