@@ -1,17 +1,17 @@
 """Contract-net negotiation over the blackboard (design notes §5; R. G. Smith, "The Contract Net Protocol",
 IEEE Trans. Computers C-29(12), 1980).
 
-=====================  =======  ==========================================  =================================
-topic                  key      value                                       written by
-=====================  =======  ==========================================  =================================
-``cfp/<task>``         ``cfp``  task_id, kind, payload, deadline_tick       the manager (`announce`); it
-                                                                            expires after ``deadline_tick``
-``bid/<task>/<agent>`` ``bid``  cost, payload                               each contractor (`submit_bid`);
-                                                                            a new bid replaces its earlier one
-``award/<task>``       ``award`` task_id, winner, cost, n_bids              a manager (`award`), by
-                                                                            compare-and-set: once per task
-``done/<task>``        ``done`` agent, result                               the winner (`complete`), once
-=====================  =======  ==========================================  =================================
+========================  ===========  ======================================  =====================================
+topic                     key          value                                   written by
+========================  ===========  ======================================  =====================================
+``cfp/<task>``            ``"cfp"``    task_id, kind, payload, deadline_tick   the manager (`announce`); expires
+                                                                               after ``deadline_tick``
+``bid/<task>/<agent>``    ``"bid"``    cost, payload                           each contractor (`submit_bid`); a new
+                                                                               bid replaces its earlier one
+``award/<task>``          ``"award"``  task_id, winner, cost, n_bids           a manager (`award`), compare-and-set:
+                                                                               once per task
+``done/<task>``           ``"done"``   agent, result                           the winner (`complete`), once
+========================  ===========  ======================================  =====================================
 
 Award rule (`choose_winner`), deterministic and free of hashing, so every run and every manager picks the
 same winner from the same bids:
@@ -22,7 +22,7 @@ same winner from the same bids:
 4. still equal (only possible when one agent's bids are compared directly): the smaller payload, compared as
    canonical JSON text (sorted keys, no spaces).
 
-`collect_bids` takes each agent's latest bid posted at or before the call's deadline tick, and only bids
+`collect_bids` takes each agent's latest bid posted at or before the task's deadline tick, and only bids
 posted by the agent that the topic names. Every function takes any board with the `Blackboard` methods
 (``post``, ``read``, ``compare_and_set``), so it works in process and against the Ray-hosted board.
 """
