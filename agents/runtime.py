@@ -33,6 +33,7 @@ import numpy as np
 from agents.agent import Agent, encode_image, encode_observation
 from agents.blackboard import Blackboard, Entry, Post
 from agents.controller_agent import ControllerAgent
+from agents.fleet_agents import FleetManagerAgent, VehicleAgent
 from agents.eventlog import EventLog, LogSink, replay_into
 from agents.inspection_agent import InspectionAgent
 from agents.policies import make_controller
@@ -119,9 +120,20 @@ class LoggedBoard:
 
 
 # ------------------------------------------------------------------------------------------ the agents
+def phase_one(scenario: Scenario) -> tuple[str, ...]:
+    """The agents that decide in parallel each tick (all but safety); contract-net adds one per vehicle."""
+    if scenario.agents.dispatch.policy == "contract_net":
+        return PHASE_ONE + tuple(f"vehicle-{k}" for k in range(len(scenario.fleet.fleet)))
+    return PHASE_ONE
+
+
 def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
     """One of the scenario's agents, with the policy it names. Call after ``plant.reset()``."""
     sc = plant.scenario
+    if name == "dispatch" and sc.agents.dispatch.policy == "contract_net":
+        return FleetManagerAgent(len(sc.fleet.fleet), sc.fleet.max_pending_orders)
+    if name.startswith("vehicle-"):
+        return VehicleAgent(int(name.split("-")[1]), plant.fleet)
     if name in ("process", "pacing", "dispatch"):
         return ControllerAgent(name, make_controller(name, plant), getattr(sc.agents, name).policy)
     if name == "inspection":
@@ -135,7 +147,7 @@ def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
 
 
 def build_agents(plant: ShopfloorPlant) -> dict[str, Agent]:
-    return {name: build_agent(name, plant) for name in (*PHASE_ONE, "safety")}
+    return {name: build_agent(name, plant) for name in (*phase_one(plant.scenario), "safety")}
 
 
 def rebuild_from_board(agent: Agent, turns: list[tuple[int, int, int]], read: Callable[..., list[Entry]]) -> None:
@@ -217,8 +229,9 @@ class PlantRun:
         self.scenario, self.seed, self.pool, self.call = scenario, seed, pool, call
         self.plant, self.safety, self.subscriptions = plant, safety, pool.subscriptions()
         self.observations = plant.last_observations
-        self.cursors = {name: 0 for name in (*PHASE_ONE, "safety")}
-        self.counters = RunCounters(deadline_misses={name: 0 for name in PHASE_ONE})
+        self.phase_one = phase_one(scenario)
+        self.cursors = {name: 0 for name in (*self.phase_one, "safety")}
+        self.counters = RunCounters(deadline_misses={name: 0 for name in self.phase_one})
         self.trace = [self.plant.trace()]
         self.inspections: list[tuple[int, bool]] = []
         self._voice = sorted((e for e in scenario.events if isinstance(e, VoiceEvent)), key=lambda e: e.at_min)
@@ -249,11 +262,11 @@ class PlantRun:
     def step(self) -> None:
         """One tick of the protocol (module docstring)."""
         start, tick, call = time.perf_counter(), self.plant.tick, self.call
-        requests = {n: (self.subscriptions[n], self.cursors[n]) for n in PHASE_ONE}
+        requests = {n: (self.subscriptions[n], self.cursors[n]) for n in self.phase_one}
         acks, inboxes, upto = call("begin_tick", tick, self._plant_posts(), requests)
         results = self.pool.decide_all(tick, inboxes)
         batches, turns = [], {}
-        for name in PHASE_ONE:
+        for name in self.phase_one:
             posts = results.get(name)
             if posts is None:
                 # A missed turn is not logged and the cursor stays: the next turn brings these entries too.
@@ -296,7 +309,7 @@ class PlantRun:
     def kpis(self) -> dict[str, float]:
         """The plant's KPIs plus the coordination counters, both derived from what is on the log."""
         out = self.plant.kpis()
-        out.update(counters_from_entries(self.call("read", ["*"], 0), PHASE_ONE))
+        out.update(counters_from_entries(self.call("read", ["*"], 0), self.phase_one))
         return out
 
     def timing(self) -> dict[str, float]:
@@ -349,7 +362,7 @@ def start_local_run(scenario: Scenario, seed: int, log_path: str | Path | None =
     if resume_tick is not None:
         for name, agent in agents.items():
             rebuild_from_board(agent, board.turns_of(name), board.read)
-    pool = LocalAgentPool({n: agents[n] for n in PHASE_ONE}, scenario.deadline_ms / 1000.0)
+    pool = LocalAgentPool({n: agents[n] for n in phase_one(scenario)}, scenario.deadline_ms / 1000.0)
     run = PlantRun(scenario, seed, plant, pool, local_board_call(board), agents["safety"])
     if resume_tick is not None:
         run.fast_forward(board.read(["*"], 0), resume_tick)
@@ -396,5 +409,5 @@ def replay_kpis(log_path: str | Path) -> dict[str, float]:
             actions[unit] = actions[unit].astype(np.float32)
         plant.step(actions)
     out = plant.kpis()
-    out.update(counters_from_entries(entries))
+    out.update(counters_from_entries(entries, phase_one(scenario)))
     return out

@@ -112,7 +112,8 @@ class RayAgentPool:
         scenario_json = scenario.model_dump_json()
         self.actors = {}
         for name in names:
-            resources = getattr(scenario.agents, name).resources
+            # Vehicles go where the fleet's dispatcher goes.
+            resources = getattr(scenario.agents, "dispatch" if name.startswith("vehicle-") else name).resources
             options = {"resources": dict(resources)} if resources else {}
             self.actors[name] = AgentActor.options(**options).remote(scenario_json, seed, name, board_name)
         # No tick starts before every agent is up.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import ray
 
-from agents.runtime import PHASE_ONE, PlantRun, build_agent, rebuild_from_board
+from agents.runtime import PlantRun, build_agent, phase_one, rebuild_from_board
 from cluster.actors import BoardActor, RayAgentPool
 from environments.errors import ShopfloorInputError
 from environments.plant import ShopfloorPlant
@@ -49,7 +49,7 @@ class RayRun:
         safety = build_agent("safety", plant)
         if resume:
             rebuild_from_board(safety, call("turns_of", "safety"), lambda p, s: call("read", p, s))
-        self.pool = RayAgentPool(scenario, seed, board_name, PHASE_ONE, scenario.deadline_ms / 1000.0)
+        self.pool = RayAgentPool(scenario, seed, board_name, phase_one(scenario), scenario.deadline_ms / 1000.0)
         self.run = PlantRun(scenario, seed, plant, self.pool, call, safety)
         if resume:
             self.run.fast_forward(call("read", ["*"], 0), last)

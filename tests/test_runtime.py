@@ -77,3 +77,28 @@ def test_operator_commands_outrank_controllers_and_bad_ones_are_refused():
     assert after and max(after) == 0.0  # the stop stands until the operator says otherwise
     vetoes = board.read(["veto/voice"], 0)
     assert "warp_speed" in vetoes[0].value["reason"] and "allowed" in vetoes[0].value["reason"]
+
+
+def test_contract_net_dispatch_awards_each_order_once_to_its_lowest_bid(tmp_path):
+    sc = scenario(duration_h=2.0, agents={"dispatch": {"policy": "contract_net"}},
+                  coupling={"parts_per_order": 5})
+    run, board = start_local_run(sc, 2, tmp_path / "cn.sqlite")
+    kpis = finish(run)
+    entries = board.board.read(["*"], 0, include_expired=True)
+    board.close()
+    cfps = {e.topic.split("/")[1] for e in entries if e.topic.startswith("cfp/")}
+    awards = [e for e in entries if e.topic.startswith("award/")]
+    bids: dict = {}
+    for e in entries:
+        if e.topic.startswith("bid/"):
+            _, order, agent = e.topic.split("/")
+            assert agent == e.author and agent.startswith("vehicle-")  # vehicles are agents of their own
+            bids.setdefault(order, {})[agent] = e.value["cost"]
+    assert len(cfps) >= 10 and awards
+    assert len({a.topic for a in awards}) == len(awards)  # once per order
+    for a in awards:
+        order = a.topic.split("/")[1]
+        lowest = min(bids[order].items(), key=lambda kv: (kv[1], kv[0]))
+        assert a.value["winner"] == lowest[0]
+    assert kpis["orders_delivered"] > 0
+    assert replay_kpis(tmp_path / "cn.sqlite") == kpis
