@@ -210,6 +210,7 @@ class RunCounters:
     posts: int = 0  # entries the log committed
     acknowledged: int = 0  # entries the board acknowledged (a seq returned)
     tick_latency_s: list[float] = field(default_factory=list)
+    plant_s: list[float] = field(default_factory=list)  # of which the plant's own step and rendering
 
 
 class PlantRun:
@@ -263,7 +264,10 @@ class PlantRun:
         """One tick of the protocol (module docstring)."""
         start, tick, call = time.perf_counter(), self.plant.tick, self.call
         requests = {n: (self.subscriptions[n], self.cursors[n]) for n in self.phase_one}
-        acks, inboxes, upto = call("begin_tick", tick, self._plant_posts(), requests)
+        plant_start = time.perf_counter()
+        plant_posts = self._plant_posts()
+        plant_s = time.perf_counter() - plant_start
+        acks, inboxes, upto = call("begin_tick", tick, plant_posts, requests)
         results = self.pool.decide_all(tick, inboxes)
         batches, turns = [], {}
         for name in self.phase_one:
@@ -281,7 +285,9 @@ class PlantRun:
         self.cursors["safety"] = upto
         safety_posts = self.safety.decide(tick, safety_inbox)
         actions = {p.topic.split("/", 1)[1]: np.asarray(p.value) for p in safety_posts if p.topic.startswith("action/")}
+        plant_start = time.perf_counter()
         self._step_plant(actions)
+        self.counters.plant_s.append(plant_s + time.perf_counter() - plant_start)
         n, committed = call("end_tick", tick, safety_posts + [Post("meta/turns", "all", {k: list(w) for k, w in turns.items()})])
         self.counters.posts += committed
         self.counters.acknowledged += acks + n
@@ -315,8 +321,11 @@ class PlantRun:
     def timing(self) -> dict[str, float]:
         """Wall-clock figures of this run (not KPIs: they differ between identical runs)."""
         lat = np.asarray(self.counters.tick_latency_s or [0.0]) * 1000.0
+        coord = lat - np.asarray(self.counters.plant_s or [0.0]) * 1000.0
         return {"tick_latency_p50_ms": float(np.percentile(lat, 50)),
                 "tick_latency_p99_ms": float(np.percentile(lat, 99)),
+                "coordination_p50_ms": float(np.percentile(coord, 50)),
+                "coordination_p99_ms": float(np.percentile(coord, 99)),
                 "agent_restarts": float(self.pool.restarts()),
                 "posts_acknowledged": float(self.counters.acknowledged),
                 "posts_logged": float(self.counters.posts)}
