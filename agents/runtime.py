@@ -226,8 +226,12 @@ class PlantRun:
     """
 
     def __init__(self, scenario: Scenario, seed: int, plant: ShopfloorPlant, pool: AgentPool, call: Callable,
-                 safety: SafetyAgent):
+                 safety: SafetyAgent, call_async: Callable | None = None, resolve: Callable | None = None):
         self.scenario, self.seed, self.pool, self.call = scenario, seed, pool, call
+        # The tick's commit need not hold up the next tick: a remote board runs one caller's calls in order,
+        # so it still lands before the next tick's posts. Locally both are plain calls.
+        self.call_async, self.resolve = call_async or call, resolve or (lambda result: result)
+        self._commit = None
         self.plant, self.safety, self.subscriptions = plant, safety, pool.subscriptions()
         self.observations = plant.last_observations
         self.phase_one = phase_one(scenario)
@@ -240,7 +244,18 @@ class PlantRun:
 
     @property
     def done(self) -> bool:
-        return not self.plant.agents
+        if not self.plant.agents:
+            self._settle_commit()
+            return True
+        return False
+
+    def _settle_commit(self) -> None:
+        """Wait for the last tick's commit and count its acknowledgements."""
+        if self._commit is not None:
+            (handle, acks), self._commit = self._commit, None
+            n, committed = self.resolve(handle)
+            self.counters.posts += committed
+            self.counters.acknowledged += acks + n
 
     def _plant_posts(self) -> list[Post]:
         obs, plant = self.observations, self.plant
@@ -263,6 +278,7 @@ class PlantRun:
     def step(self) -> None:
         """One tick of the protocol (module docstring)."""
         start, tick, call = time.perf_counter(), self.plant.tick, self.call
+        self._settle_commit()
         requests = {n: (self.subscriptions[n], self.cursors[n]) for n in self.phase_one}
         plant_start = time.perf_counter()
         plant_posts = self._plant_posts()
@@ -288,9 +304,8 @@ class PlantRun:
         plant_start = time.perf_counter()
         self._step_plant(actions)
         self.counters.plant_s.append(plant_s + time.perf_counter() - plant_start)
-        n, committed = call("end_tick", tick, safety_posts + [Post("meta/turns", "all", {k: list(w) for k, w in turns.items()})])
-        self.counters.posts += committed
-        self.counters.acknowledged += acks + n
+        turns_post = Post("meta/turns", "all", {k: list(w) for k, w in turns.items()})
+        self._commit = (self.call_async("end_tick", tick, safety_posts + [turns_post]), acks)
         self.counters.tick_latency_s.append(time.perf_counter() - start)
 
     def fast_forward(self, entries: list[Entry], last_tick: int) -> None:
@@ -314,12 +329,14 @@ class PlantRun:
 
     def kpis(self) -> dict[str, float]:
         """The plant's KPIs plus the coordination counters, both derived from what is on the log."""
+        self._settle_commit()
         out = self.plant.kpis()
         out.update(counters_from_entries(self.call("read", ["*"], 0), self.phase_one))
         return out
 
     def timing(self) -> dict[str, float]:
         """Wall-clock figures of this run (not KPIs: they differ between identical runs)."""
+        self._settle_commit()
         lat = np.asarray(self.counters.tick_latency_s or [0.0]) * 1000.0
         coord = lat - np.asarray(self.counters.plant_s or [0.0]) * 1000.0
         return {"tick_latency_p50_ms": float(np.percentile(lat, 50)),

@@ -50,7 +50,8 @@ class RayRun:
         if resume:
             rebuild_from_board(safety, call("turns_of", "safety"), lambda p, s: call("read", p, s))
         self.pool = RayAgentPool(scenario, seed, board_name, phase_one(scenario), scenario.deadline_ms / 1000.0)
-        self.run = PlantRun(scenario, seed, plant, self.pool, call, safety)
+        call_async = lambda method, *args: getattr(self.board, method).remote(*args)  # noqa: E731
+        self.run = PlantRun(scenario, seed, plant, self.pool, call, safety, call_async, ray.get)
         if resume:
             self.run.fast_forward(call("read", ["*"], 0), last)
         elif log_path:
@@ -58,6 +59,7 @@ class RayRun:
             call("set_meta", "scenario", scenario.model_dump_json())
 
     def close(self) -> None:
+        self.run._settle_commit()
         self.pool.shutdown()
         ray.get(self.board.close.remote())
         ray.kill(self.board)
