@@ -15,8 +15,8 @@ def shopfloor(*args: str) -> subprocess.CompletedProcess:
 
 def test_run_writes_the_run_directory(tmp_path):
     out = tmp_path / "run"
-    res = shopfloor("run", "scenarios/smart_factory.yaml", "--seeds", "2", "--out", str(out),
-                    "--set", "duration_h=4")
+    res = shopfloor("run", "scenarios/smart_factory.yaml", "--seeds", "2", "--out", str(out), "--local",
+                    "--set", "coupling.parts_per_order=8")
     assert res.returncode == 0, res.stderr
     assert "throughput_per_hour" in res.stdout and str(out) in res.stdout
     for name in ("scenario.yaml", "kpis.json", "report.md", "plots/line.png", "plots/reactor.png",
@@ -28,9 +28,11 @@ def test_run_writes_the_run_directory(tmp_path):
     assert tp["n"] == 2 and tp["ci95_low"] <= tp["mean"] <= tp["ci95_high"] and tp["mean"] > 10
     assert len(kpis["per_seed"]) == 2
     resolved = (out / "scenario.yaml").read_text()
-    assert "duration_h: 4" in resolved and "mtbf_h" in resolved  # overrides and defaults filled in
+    assert "parts_per_order: 8" in resolved and "mtbf_h" in resolved  # overrides and defaults filled in
+    assert (out / "events-seed1.sqlite").is_file() and (out / "events-seed2.sqlite").is_file()
     report = (out / "report.md").read_text()
     assert "| pacing | conwip |" in report and "plots/routes.png" in report
+    assert "## Coordination" in report and "| 1 | 0 | 0 | 1 |" in report  # seed 1: the operator's command met CONWIP
 
 
 def test_envs_lists_the_registered_environments():
