@@ -248,7 +248,7 @@ def simpy_run(config: LineConfig, seed: int, release_rate_per_h: float, speeds: 
 # ------------------------------------------------------------------------------------------------ LineSim
 def _linesim_books(sim: LineSim) -> dict:
     return {"released": sim.released, "lost_releases": sim.lost_releases, "shipped_good": sim.shipped_good,
-            "scrapped": sim.scrapped, "wip_area": sim._wip_area, "lead_sum_min": sim._lead_time_sum_min}
+            "scrapped": sim.scrapped, "wip_area": sim.wip_area, "lead_sum_min": sim.lead_time_sum_min}
 
 
 def linesim_run(config: LineConfig, seed: int, release_rate_per_h: float, speeds: list[float] | None = None,
@@ -325,6 +325,9 @@ def compare(config: LineConfig, seeds: int = 30, hours: float = 8.0, warmup_h: f
     """Run both models on ``seeds`` seeds (interleaved, so the timings are side by side)."""
     rate = 0.9 * config.bottleneck_rate_per_h if release_rate_per_h is None else release_rate_per_h
     speeds = [speed] * config.n_stations
+    # LineSim's event loop is compiled (numba): load it before the clock runs. Compile and load times are
+    # one-off costs, not simulation speed.
+    linesim_run(config, 0, rate, speeds, 0.0, 0.1, 360.0, "step")
     ls, la, sp = [], [], []
     for seed in range(seeds):
         ls.append(linesim_run(config, seed, rate, speeds, warmup_h, hours, tick_s, "step"))

@@ -33,22 +33,3 @@ class Draws:
         self.ie += 1
         return self.exponential[self.ie - 1]
 
-
-class UnitGamma:
-    """Gamma variates with mean 1 and coefficient of variation ``cv`` (scale them to the mean you need)."""
-
-    __slots__ = ("rng", "shape", "n", "values", "i")
-
-    def __init__(self, rng: np.random.Generator, cv: float, n: int = 2048):
-        assert cv > 0, f"cv must be positive, got {cv}"
-        self.rng, self.shape, self.n = rng, 1.0 / (cv * cv), n
-        self.values, self.i = self._draw(), 0
-
-    def _draw(self) -> list[float]:
-        return (self.rng.standard_gamma(self.shape, self.n) / self.shape).tolist()
-
-    def __call__(self) -> float:
-        if self.i == self.n:
-            self.values, self.i = self._draw(), 0
-        self.i += 1
-        return self.values[self.i - 1]

@@ -48,10 +48,10 @@ def test_books_balance_at_every_tick():
     rng = np.random.default_rng(2)
     for _ in range(600):
         sim.step(rng.uniform(0, 120), rng.uniform(0.5, 1.5, size=4))
-        in_line = sum(map(len, sim.buffers)) + sum(h is not None for h in sim.holding) + len(sim.rework_queue)
+        in_line = sum(sim.buffer_levels()) + sum(sim.stations_holding()) + sim.rework_queue_length()
         assert sim.wip == in_line
         assert sim.released == sim.shipped + sim.scrapped + sim.wip
-        assert all(len(b) <= s.buffer_capacity for b, s in zip(sim.buffers, sim.config.stations))
+        assert all(level <= s.buffer_capacity for level, s in zip(sim.buffer_levels(), sim.config.stations))
     assert sim.reworked > 0 and sim.scrapped > 0  # both paths were exercised
 
 
