@@ -27,9 +27,14 @@ from environments.scenario import Scenario
 class BoardActor:
     """The blackboard and its event log, in one actor."""
 
-    def __init__(self, log_path: str | None, resume: bool = False):
+    def __init__(self, log_path: str | None, resume: bool = False, seed: int = 0):
         self.board = LoggedBoard(log_path)
         self.last_tick = prepare_resume(self.board) if resume else None
+        self._seed = seed
+
+    def seed(self) -> int:
+        """The seed of the run this board serves (agents read it when they start or restart)."""
+        return self._seed
 
     def resume_tick(self) -> int | None:
         """The last committed tick of the log this board was resumed from."""
@@ -75,20 +80,28 @@ class BoardActor:
 
 @ray.remote(num_cpus=0, max_restarts=3, max_task_retries=0)
 class AgentActor:
-    """One agent of one run. Restarted by Ray after a crash; rebuilds itself from the board."""
+    """One agent, kept for every seed of a run. Restarted by Ray after a crash; rebuilds itself from the board.
 
-    def __init__(self, scenario_json: str, seed: int, name: str, board_name: str):
-        # The board is looked up by name, not passed as a handle: constructor arguments must survive for
-        # Ray to restart this actor (ray-project/ray#53727), and a name always does.
-        board = ray.get_actor(board_name)
-        scenario = Scenario.model_validate_json(scenario_json)
-        plant = ShopfloorPlant(scenario)
-        plant.reset(seed=seed)  # controllers read the plant's static layout (road network, line)
-        self.agent = build_agent(name, plant)
-        turns = ray.get(board.turns_of.remote(name))
+    The board is found by name and the seed read from it, not passed in: constructor arguments must survive
+    for Ray to restart this actor (ray-project/ray#53727), and the board of the seed in progress always
+    carries the same name.
+    """
+
+    def __init__(self, scenario_json: str, name: str, board_name: str):
+        self.scenario = Scenario.model_validate_json(scenario_json)
+        self.name, self.board_name = name, board_name
+        self.start()
+
+    def start(self) -> str:
+        """Build the agent for the seed the board serves and replay its logged turns (none on a fresh seed)."""
+        board = ray.get_actor(self.board_name)
+        plant = ShopfloorPlant(self.scenario)
+        plant.reset(seed=ray.get(board.seed.remote()))  # controllers read the plant's static layout
+        self.agent = build_agent(self.name, plant)
+        turns = ray.get(board.turns_of.remote(self.name))
         rebuild_from_board(self.agent, turns, lambda patterns, since: ray.get(board.read.remote(patterns, since)))
-        self.rebuilt_turns = len(turns)
         self.incarnation = uuid.uuid4().hex  # a new one after every restart: how the pool counts restarts
+        return self.incarnation
 
     def ready(self) -> str:
         return self.incarnation
@@ -107,7 +120,7 @@ class AgentActor:
 class RayAgentPool:
     """Phase-one agents as actors, called in parallel under a per-tick deadline."""
 
-    def __init__(self, scenario: Scenario, seed: int, board_name: str, names: tuple[str, ...], deadline_s: float):
+    def __init__(self, scenario: Scenario, board_name: str, names: tuple[str, ...], deadline_s: float):
         self.deadline_s, self.n_restarts = deadline_s, 0
         scenario_json = scenario.model_dump_json()
         self.actors = {}
@@ -115,10 +128,14 @@ class RayAgentPool:
             # Vehicles go where the fleet's dispatcher goes.
             resources = getattr(scenario.agents, "dispatch" if name.startswith("vehicle-") else name).resources
             options = {"resources": dict(resources)} if resources else {}
-            self.actors[name] = AgentActor.options(**options).remote(scenario_json, seed, name, board_name)
-        # No tick starts before every agent is up.
+            self.actors[name] = AgentActor.options(**options).remote(scenario_json, name, board_name)
         self._incarnation = dict(zip(self.actors, ray.get([a.ready.remote() for a in self.actors.values()])))
         self._subscriptions = dict(zip(self.actors, ray.get([a.subscribes.remote() for a in self.actors.values()])))
+
+    def start_seed(self) -> None:
+        """Every agent starts over for the seed its board now serves. No tick starts before all are up."""
+        self._incarnation = dict(zip(self.actors, ray.get([a.start.remote() for a in self.actors.values()])))
+        self.n_restarts = 0
 
     def subscriptions(self) -> dict[str, tuple[str, ...]]:
         return self._subscriptions

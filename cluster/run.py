@@ -51,15 +51,21 @@ def log_path(run_dir: Path, seed: int) -> Path:
 
 
 def run_seed(scenario: Scenario, seed: int, log: Path | None = None, mode: str = "ray",
-             on_tick: Callable[[int], None] | None = None, resume: bool = False) -> SeedRun:
-    """Run (or resume) one seed: the agents on Ray actors (``mode="ray"``) or in this process (``"local"``)."""
+             on_tick: Callable[[int], None] | None = None, resume: bool = False, actors: dict | None = None) -> SeedRun:
+    """Run (or resume) one seed: the agents on Ray actors (``mode="ray"``) or in this process (``"local"``).
+
+    ``actors`` (Ray only) carries the agent actors from one seed to the next: starting actors costs seconds.
+    """
     assert mode in ("ray", "local"), f"mode must be 'ray' or 'local', got {mode!r}"
     start = time.perf_counter()
     if mode == "ray":
         from cluster.orchestrator import RayRun
 
-        handle = RayRun(scenario, seed, log, resume)
-        run, close = handle.run, handle.close
+        actors = {} if actors is None else actors
+        handle = RayRun(scenario, seed, log, resume, actors.get("pool"), actors.get("board_name"))
+        actors.update(pool=handle.pool, board_name=handle.board_name)
+        run = handle.run
+        close = lambda: handle.close(keep_pool=True)  # noqa: E731
     else:
         run, board = start_local_run(scenario, seed, log, resume)
         close = board.close
@@ -109,7 +115,13 @@ def run_scenario(scenario: Scenario, out_dir: Path | None = None, seeds: list[in
         from cluster.orchestrator import ensure_ray
 
         ensure_ray(address)
-    runs = [run_seed(scenario, s, log_path(run_dir, s) if run_dir else None, mode, on_tick) for s in seeds]
+    actors: dict = {}
+    try:
+        runs = [run_seed(scenario, s, log_path(run_dir, s) if run_dir else None, mode, on_tick, actors=actors)
+                for s in seeds]
+    finally:
+        if "pool" in actors:
+            actors["pool"].shutdown()
     return _finish(scenario, run_dir, runs, mode)
 
 
@@ -121,11 +133,15 @@ def resume_scenario(run_dir: Path, on_tick: Callable[[int], None] | None = None,
         from cluster.orchestrator import ensure_ray
 
         ensure_ray(address)
-    runs = []
-    for seed in [scenario.seed + k for k in range(scenario.seeds)]:
-        log = log_path(run_dir, seed)
-        started = log.is_file() and _has_committed_tick(log)
-        runs.append(run_seed(scenario, seed, log, mode, on_tick, resume=started))
+    runs, actors = [], {}
+    try:
+        for seed in [scenario.seed + k for k in range(scenario.seeds)]:
+            log = log_path(run_dir, seed)
+            started = log.is_file() and _has_committed_tick(log)
+            runs.append(run_seed(scenario, seed, log, mode, on_tick, resume=started, actors=actors))
+    finally:
+        if "pool" in actors:
+            actors["pool"].shutdown()
     return _finish(scenario, run_dir, runs, mode)
 
 
