@@ -120,9 +120,9 @@ class LineConfig(BaseModel):
 # ------------------------------------------------------------------------------------------- state layout
 # The simulator's state lives in a few numpy tables so that the event loop can run as compiled code
 # (numba). Every table has one row per record and one named column per field; the column names below are
-# module constants, which numba compiles in. Configuration fields are written once at reset. The tables
-# are views into two flat buffers, one float64 and one int64 (see `_tables`): a call from Python then
-# hands numba two arrays, and passing each array costs about as much as a few events.
+# module constants, which numba compiles in. Configuration fields are filled in when a LineSim is built.
+# The tables are views into two flat buffers, one float64 and one int64 (see `_tables`): a call from
+# Python then hands numba two arrays (passing each array costs about as much as a few events).
 #
 # line_f (float64[N_LINE_F]): the line as a whole.
 (BASE_HAZARD, SPEED_GAIN, PURITY_GAIN, PURITY_REF,  # defect model (configuration)
@@ -208,21 +208,24 @@ def _buffer_sizes(n_stations: int, n_slots: int) -> tuple[int, int]:
     return n_f, n_i
 
 
-def _tables(f, i):
-    """The named tables: views into the float buffer ``f`` and the int buffer ``i``. The part tables come
-    last, so adding slots appends to both buffers. Runs as Python (LineSim) and compiled (`_state`)."""
-    n = i[STATIONS]
-    n_slots = (len(i) - N_LINE_I - n * N_ST_I - (n + 2) * 3) // 3
-    st_f, uniform = N_LINE_F, N_LINE_F + n * N_ST_F  # where each table starts in f ...
+def _tables(floats, ints):
+    """The named tables: views into the buffers ``floats`` (float64) and ``ints`` (int64). The part tables
+    come last, so adding slots appends to both buffers. Runs as Python (LineSim) and compiled (`_state`)."""
+    n = ints[STATIONS]
+    n_slots = (len(ints) - N_LINE_I - n * N_ST_I - (n + 2) * 3) // 3
+    st_f, uniform = N_LINE_F, N_LINE_F + n * N_ST_F  # where each table starts in floats ...
     exponential = uniform + N_UNIFORM
     gamma = exponential + N_EXPONENTIAL
     part_f = gamma + n * N_GAMMA
-    st_i, queues = N_LINE_I, N_LINE_I + n * N_ST_I  # ... and in i
+    st_i, queues = N_LINE_I, N_LINE_I + n * N_ST_I  # ... and in ints
     part_i = queues + (n + 2) * 3
-    return LineState(f[:N_LINE_F], i[:N_LINE_I], f[st_f:uniform].reshape((n, N_ST_F)),
-                     i[st_i:queues].reshape((n, N_ST_I)), i[queues:part_i].reshape((n + 2, 3)),
-                     f[part_f:].reshape((n_slots, 2)), i[part_i:].reshape((n_slots, 3)),
-                     f[uniform:exponential], f[exponential:gamma], f[gamma:part_f].reshape((n, N_GAMMA)))
+    return LineState(floats[:N_LINE_F], ints[:N_LINE_I],
+                     floats[st_f:uniform].reshape((n, N_ST_F)), ints[st_i:queues].reshape((n, N_ST_I)),
+                     ints[queues:part_i].reshape((n + 2, 3)),
+                     floats[part_f:].reshape((n_slots, 2)), ints[part_i:].reshape((n_slots, 3)),
+                     floats[uniform:exponential], floats[exponential:gamma],
+                     floats[gamma:part_f].reshape((n, N_GAMMA)))
+
 
 # The compiled functions below never allocate and only touch tables that LineSim keeps alive across each
 # call, so they run without numba's reference counting (NRT): its atomic increments and decrements on every
@@ -485,10 +488,10 @@ def _release(s, hazard):
 
 
 @_entry
-def _advance(f, i, until_min, purity, tick):
+def _advance(floats, ints, until_min, purity, tick):
     """Run every event due by ``until_min``; return OK, or OUT_OF_DRAWS / OUT_OF_SLOTS before an event that
     needs Python to refill the random pools or add part slots (call again afterwards to go on)."""
-    s = _state(f, i)
+    s = _state(floats, ints)
     line_f, line_i, st_f, st_i = s.line_f, s.line_i, s.st_f, s.st_i
     n = st_i.shape[0]
     hazard = line_f[PURITY_GAIN] * max(0.0, line_f[PURITY_REF] - purity)  # of the parts released now
@@ -523,10 +526,10 @@ def _advance(f, i, until_min, purity, tick):
 
 
 @_entry
-def _resolve(f, i, reject, start):
+def _resolve(floats, ints, reject, start):
     """Apply ``reject[start:]`` to the parts first in line for inspection; return how far it got (less than
     ``len(reject)`` if the random pools need a refill first)."""
-    s = _state(f, i)
+    s = _state(floats, ints)
     waiting = s.st_i.shape[0] + 1
     for k in range(start, len(reject)):
         if _draws_low(s):
@@ -536,8 +539,8 @@ def _resolve(f, i, reject, start):
 
 
 @_entry
-def _set_release_rate(f, i, rate):
-    line_f, line_i = _state(f, i)[:2]
+def _set_release_rate(floats, ints, rate):
+    line_f, line_i = _state(floats, ints)[:2]
     if rate > 0:
         # Keep the attempts' phase: the next one comes 1/rate after the last, or now if that is past.
         # (Restarting from now at every change would starve a line whose controller adjusts every tick.)
@@ -550,10 +553,10 @@ def _set_release_rate(f, i, rate):
 
 
 @_entry
-def _force_breakdown(f, i, station, minutes):
+def _force_breakdown(floats, ints, station, minutes):
     # Down from now, or from the end of the outage the station is in. A part in service waits it out, and
     # so does its next failure (wear only accrues while working).
-    s = _state(f, i)
+    s = _state(floats, ints)
     st_f, st_i = s.st_f, s.st_i
     _book_outage(st_f, station, max(s.line_f[NOW], st_f[station, DOWN_UNTIL]), minutes)
     if st_i[station, STATUS] == BUSY:
@@ -583,12 +586,12 @@ class LineSim:
     Notes
     -----
     The event loop is compiled (numba) and works on the numpy tables described at the top of this module:
-    the line (``line_f``, ``line_i``), one row per station (``st_f``, ``st_i``), the FIFOs (``queues``), one
-    row per part slot (``part_f``, ``part_i``), and the pre-drawn random numbers. Each station has at most one pending event
-    (its next failure or the end of its part) and the releases one more, so the next event is found by a
-    scan instead of a heap. Failures are drawn as they happen: a station working on a part fails when its
-    carried-over time to failure runs out before the part is done. Counters and read-outs below are
-    Python views of those tables.
+    the line (``line_f``, ``line_i``), one row per station (``st_f``, ``st_i``), the FIFOs (``queues``),
+    one row per part slot (``part_f``, ``part_i``), and the pre-drawn random numbers. Each station has at
+    most one pending event (its next failure or the end of its part) and the releases one more, so the
+    next event is found by a scan instead of a heap. Failures are drawn as they happen: a station working
+    on a part fails when its carried-over time to failure runs out before the part is done. Counters and
+    read-outs below are Python views of those tables.
 
     A part, as listed in `awaiting_inspection`, is ``[part_id, release_time_min, defect_hazard, defect_type]``.
     """
@@ -617,10 +620,10 @@ class LineSim:
         # The buffers as reset() starts them, but for the random pools: configuration filled in, the state
         # at its start values, enough part slots for full buffers and stations (more are added when needed).
         n_slots = max(32, sum(self._cap) + n)
-        self._f0, self._i0 = (np.zeros(size, dtype) for size, dtype in
-                              zip(_buffer_sizes(n, n_slots), (np.float64, np.int64)))
-        self._i0[STATIONS] = n  # (the layout depends on it)
-        line_f, line_i, st_f, st_i, queues, _, part_i = _tables(self._f0, self._i0)[:7]
+        self._floats0, self._ints0 = (np.zeros(size, dtype) for size, dtype in
+                                      zip(_buffer_sizes(n, n_slots), (np.float64, np.int64)))
+        self._ints0[STATIONS] = n  # (the layout depends on it)
+        line_f, line_i, st_f, st_i, queues, _, part_i = _tables(self._floats0, self._ints0)[:7]
         # (rows are filled in as lists: setting numpy elements one by one is slower)
         row = [0.0] * N_LINE_F
         row[BASE_HAZARD], row[SPEED_GAIN] = cfg.base_defect_hazard, cfg.speed_defect_gain
@@ -652,7 +655,7 @@ class LineSim:
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         rng = self.rng
-        self._f, self._i = self._f0.copy(), self._i0.copy()
+        self._floats, self._ints = self._floats0.copy(), self._ints0.copy()
         self._bind()
         # Random pools, drawn in this order: uniforms, exponentials, then each station's gammas.
         rng.random(out=self._uniform)
@@ -674,7 +677,15 @@ class LineSim:
     def _bind(self) -> None:
         """Point the table attributes at the current buffers."""
         (self._line_f, self._line_i, self._st_f, self._st_i, self._queues, self._part_f, self._part_i,
-         self._uniform, self._exponential, self._gamma) = _tables(self._f, self._i)
+         self._uniform, self._exponential, self._gamma) = _tables(self._floats, self._ints)
+
+    def __getstate__(self) -> dict:
+        # The tables are views into the buffers; a pickled copy would not share memory with them.
+        return {k: v for k, v in self.__dict__.items() if k[1:] not in LineState._fields}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._bind()
 
     @staticmethod
     def _link_free_slots(part_i: np.ndarray, line_i: np.ndarray, first: int) -> None:
@@ -687,8 +698,8 @@ class LineSim:
     def _add_slots(self) -> None:
         """Double the part tables (they end both buffers, so the buffers grow at the end)."""
         n_old = len(self._part_f)
-        self._f = np.concatenate([self._f, np.zeros(2 * n_old)])
-        self._i = np.concatenate([self._i, np.full(3 * n_old, -1, dtype=np.int64)])
+        self._floats = np.concatenate([self._floats, np.zeros(2 * n_old)])
+        self._ints = np.concatenate([self._ints, np.full(3 * n_old, -1, dtype=np.int64)])
         self._bind()
         self._link_free_slots(self._part_i, self._line_i, n_old)
 
@@ -730,18 +741,18 @@ class LineSim:
         rate = min(max(float(release_rate_per_h), 0.0), cfg.max_release_per_h)
         if rate != self.release_rate_per_h:
             self.release_rate_per_h = rate
-            _set_release_rate(self._f, self._i, rate)
+            _set_release_rate(self._floats, self._ints, rate)
 
     def force_breakdown(self, station: int, duration_min: float) -> None:
         """A scripted breakdown: the station is down for ``duration_min`` from now (after the repair it is in,
         if any), on top of random failures. A part in service waits it out."""
         assert 0 <= station < self.config.n_stations, f"no station {station}"
-        _force_breakdown(self._f, self._i, int(station), float(duration_min))
+        _force_breakdown(self._floats, self._ints, int(station), float(duration_min))
 
     def advance(self, until_min: float) -> None:
         """Simulate every event up to ``until_min`` (minutes since reset)."""
         until_min = float(until_min)
-        while (code := _advance(self._f, self._i, until_min, float(self.purity), False)) != OK:
+        while (code := _advance(self._floats, self._ints, until_min, float(self.purity), False)) != OK:
             self._make_room(code)
         self.now = until_min
         self._awaiting = None
@@ -752,7 +763,7 @@ class LineSim:
         if release_rate_per_h != rate or type(speeds) is not list or speeds != asked:
             self.set_controls(release_rate_per_h, speeds)
         until_min = self.now + self.dt_min  # (advance inlined: this runs once per tick)
-        while (code := _advance(self._f, self._i, until_min, float(self.purity), True)) != OK:
+        while (code := _advance(self._floats, self._ints, until_min, float(self.purity), True)) != OK:
             self._make_room(code)
         self.now = until_min
         self._awaiting = None
@@ -768,7 +779,7 @@ class LineSim:
             return
         flags = np.asarray([bool(r) for r in reject], dtype=np.bool_)
         done = 0
-        while (done := _resolve(self._f, self._i, flags, done)) < len(flags):
+        while (done := _resolve(self._floats, self._ints, flags, done)) < len(flags):
             self._refill()
         self._awaiting = None
 
@@ -783,8 +794,8 @@ class LineSim:
             for _ in range(int(self._queues[-1, LEN])):
                 slots.append(p)
                 p = nxt[p]
-            f, i = self._part_f[slots].tolist(), self._part_i[slots].tolist()
-            self._awaiting = [[pi[PART_ID], pf[RELEASE_MIN], pf[HAZARD], pi[DEFECT]] for pf, pi in zip(f, i)]
+            rows_f, rows_i = self._part_f[slots].tolist(), self._part_i[slots].tolist()
+            self._awaiting = [[ri[PART_ID], rf[RELEASE_MIN], rf[HAZARD], ri[DEFECT]] for rf, ri in zip(rows_f, rows_i)]
         return self._awaiting
 
     @property
