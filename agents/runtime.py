@@ -181,19 +181,13 @@ class AgentPool(Protocol):
 
 class LocalAgentPool:
     """Agents as plain objects in this process (tests, training, `--local`). Deadlines are not enforced:
-    a call cannot be abandoned in one process; late turns are counted."""
+    a call cannot be abandoned in one process."""
 
-    def __init__(self, agents: dict[str, Agent], deadline_s: float):
-        self.agents, self.deadline_s = agents, deadline_s
-        self.late = 0
+    def __init__(self, agents: dict[str, Agent]):
+        self.agents = agents
 
     def decide_all(self, tick, inboxes):
-        out = {}
-        for name, inbox in inboxes.items():
-            start = time.perf_counter()
-            out[name] = self.agents[name].decide(tick, inbox)
-            self.late += time.perf_counter() - start > self.deadline_s
-        return out
+        return {name: self.agents[name].decide(tick, inbox) for name, inbox in inboxes.items()}
 
     def subscriptions(self) -> dict[str, tuple[str, ...]]:
         return {name: tuple(agent.subscribes) for name, agent in self.agents.items()}
@@ -206,7 +200,6 @@ class LocalAgentPool:
 @dataclass
 class RunCounters:
     deadline_misses: dict[str, int] = field(default_factory=dict)
-    restarts: int = 0
     posts: int = 0  # entries the log committed
     acknowledged: int = 0  # entries the board acknowledged (a seq returned)
     tick_latency_s: list[float] = field(default_factory=list)
@@ -388,7 +381,7 @@ def start_local_run(scenario: Scenario, seed: int, log_path: str | Path | None =
     if resume_tick is not None:
         for name, agent in agents.items():
             rebuild_from_board(agent, board.turns_of(name), board.read)
-    pool = LocalAgentPool({n: agents[n] for n in phase_one(scenario)}, scenario.deadline_ms / 1000.0)
+    pool = LocalAgentPool({n: agents[n] for n in phase_one(scenario)})
     run = PlantRun(scenario, seed, plant, pool, local_board_call(board), agents["safety"])
     if resume_tick is not None:
         run.fast_forward(board.read(["*"], 0), resume_tick)
