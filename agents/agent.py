@@ -2,9 +2,9 @@
 
 An agent is a plain object with a ``name``, the topic patterns it ``subscribes`` to, and
 ``decide(tick, inbox) -> list[Post]``; ``inbox`` holds the new entries matching its subscriptions since its
-last turn. Agents keep no state that they could not rebuild from the blackboard: `rebuild` replays the
-agent's history of inboxes through ``decide`` (discarding the posts), so a restarted actor, or a resumed
-run, continues exactly where the lost one stopped.
+last turn. Agents keep no state that they could not rebuild from the blackboard:
+`agents.runtime.rebuild_from_board` replays the agent's logged turns through ``decide`` (discarding the
+posts), so a restarted actor, or a resumed run, continues exactly where the lost one stopped.
 
 Topics the plant and agents use (design notes §5):
 
@@ -51,19 +51,6 @@ def latest(inbox: Iterable[Entry], topic: str, key: str | None = None) -> Entry 
         if e.topic == topic and (key is None or e.key == key):
             found = e
     return found
-
-
-def by_tick(entries: Iterable[Entry]) -> dict[int, list[Entry]]:
-    out: dict[int, list[Entry]] = {}
-    for e in entries:
-        out.setdefault(e.tick, []).append(e)
-    return out
-
-
-def rebuild(agent: Agent, history: list[Entry], until_tick: int) -> None:
-    """Replay an agent's past inboxes (ticks < until_tick) through ``decide`` to restore its state."""
-    for tick, inbox in sorted(by_tick(e for e in history if e.tick < until_tick).items()):
-        agent.decide(tick, inbox)
 
 
 # ---------------------------------------------------------------- observations on the blackboard

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from environments.line_pacing import LineConfig, pacing_action_to_controls
+from environments.line_pacing import LineConfig, controls_to_pacing_action, pacing_action_to_controls
 from environments.process_control import ReactorConfig, action_to_setpoints, setpoints_to_action
 from environments.errors import ShopfloorInputError
-from planning.baselines.pacing import controls_to_pacing_action
 
 PRIORITY = {"safety": 3, "operator": 2, "controller": 1}
 ACTUATORS = ("process", "pacing", "dispatch", "inspection")

@@ -260,13 +260,18 @@ class PlantRun:
         images = obs["inspection"]["images"]
         posts.append(Post("perception/parts", "station", {"parts": [
             {"part_id": int(part[0]), "png": encode_image(images[slot])} for slot, part in enumerate(shown)]}))
-        now_min = plant.tick * plant.dt_s / 60.0
-        while self._next_voice < len(self._voice) and self._voice[self._next_voice].at_min <= now_min:
-            event = self._voice[self._next_voice]
-            posts.append(Post("event/voice", f"v{self._next_voice}", {"audio": event.audio,
-                                                                     "command": event.command.model_dump() if event.command else None}))
-            self._next_voice += 1
+        for k, event in self._due_voice_events():
+            posts.append(Post("event/voice", f"v{k}", {"audio": event.audio,
+                                                       "command": event.command.model_dump() if event.command else None}))
         return posts
+
+    def _due_voice_events(self) -> list[tuple[int, VoiceEvent]]:
+        """Scripted voice events due by this tick, not yet posted (advances the cursor)."""
+        now_min, due = self.plant.tick * self.plant.dt_s / 60.0, []
+        while self._next_voice < len(self._voice) and self._voice[self._next_voice].at_min <= now_min:
+            due.append((self._next_voice, self._voice[self._next_voice]))
+            self._next_voice += 1
+        return due
 
     def step(self) -> None:
         """One tick of the protocol (module docstring)."""
@@ -305,7 +310,7 @@ class PlantRun:
         """Replay the plant through the logged ticks 0..last_tick and restore every cursor (resume)."""
         actions = logged_actions(entries)
         for tick in range(last_tick + 1):
-            self._plant_posts()  # keeps the plant-side bookkeeping (scripted voice events) in step
+            self._due_voice_events()  # the scripted voice events of those ticks were posted already
             self._step_plant(dict(actions[tick]))
         for e in entries:
             if e.topic == "meta/turns":

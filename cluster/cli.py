@@ -83,9 +83,9 @@ def run(
             overrides["seeds"] = seeds
         sc = load_scenario(scenario, overrides)  # bad input fails here, before the heavy imports below
     else:
-        from cluster.run import _scenario_of
+        from cluster.run import scenario_of_run_dir
 
-        sc = _scenario_of(resume)
+        sc = scenario_of_run_dir(resume)
 
     from cluster.report import kpi_rows
     from cluster.run import resume_scenario, run_scenario

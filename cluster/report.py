@@ -141,29 +141,25 @@ def plot_reactor(run: SeedRun, result: RunResult, path: Path) -> Path:
 
 def plot_routes(run: SeedRun, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 7))
-    routes = run.routes
-    if routes:
-        for edge in routes[0].get("edges_xy", []):
-            (x0, y0), (x1, y1) = edge
-            ax.plot([x0, x1], [y0, y1], color="0.85", lw=0.6, zorder=1)
+    for (x0, y0), (x1, y1) in run.routes["edges_xy"]:
+        ax.plot([x0, x1], [y0, y1], color="0.85", lw=0.6, zorder=1)
     colours = plt.cm.tab10.colors
-    for k, r in enumerate(routes):
-        xy = np.asarray(r["path_xy"]) if r.get("path_xy") else np.zeros((0, 2))
-        if len(xy):
-            ax.plot(xy[:, 0], xy[:, 1], color=colours[k % 10], lw=1.4, alpha=0.8, zorder=2,
-                    label=f"vehicle {r['vehicle']} ({r.get('distance_km', 0):.0f} km)")
-        stops = np.asarray(r.get("stops_xy", [])) if r.get("stops_xy") else np.zeros((0, 2))
-        if len(stops):
-            ax.scatter(stops[:, 0], stops[:, 1], s=14, color=colours[k % 10], zorder=3)
-    depots = [d for r in routes for d in r.get("depot_xy", [])][:1]
-    for x, y in depots:
-        ax.scatter([x], [y], marker="s", s=90, color="k", zorder=4, label="depot")
+    for k, r in enumerate(run.routes["vehicles"]):
+        colour = colours[k % 10]
+        if r["path_xy"]:
+            xy = np.asarray(r["path_xy"])
+            ax.plot(xy[:, 0], xy[:, 1], color=colour, lw=1.4, alpha=0.8, zorder=2,
+                    label=f"vehicle {r['vehicle']} ({r['distance_km']:.0f} km)")
+        if r["stops_xy"]:
+            stops = np.asarray(r["stops_xy"])
+            ax.scatter(stops[:, 0], stops[:, 1], s=14, color=colour, zorder=3)
+    for k, (x, y) in enumerate(run.routes["depots_xy"]):
+        ax.scatter([x], [y], marker="s", s=90, color="k", zorder=4, label="depot" if k == 0 else None)
     ax.set_aspect("equal")
     ax.set_xlabel("km")
     ax.set_ylabel("km")
     ax.set_title("Fleet: routes driven on the road network")
-    if routes:
-        ax.legend(loc="upper right", fontsize=7)
+    ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -24,7 +24,7 @@ class SeedRun:
     seed: int
     kpis: dict[str, float]
     trace: list[dict] = field(repr=False)
-    routes: list[dict] = field(repr=False)
+    routes: dict = field(repr=False)  # FleetSim.route_history()
     inspections: list[tuple[int, bool]] = field(repr=False)  # (true defect type, rejected)
     timing: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -128,7 +128,7 @@ def run_scenario(scenario: Scenario, out_dir: Path | None = None, seeds: list[in
 def resume_scenario(run_dir: Path, on_tick: Callable[[int], None] | None = None, mode: str = "ray",
                     address: str | None = None) -> RunResult:
     """Finish a run that was killed: every seed continues from the last tick its event log committed."""
-    scenario = _scenario_of(run_dir)
+    scenario = scenario_of_run_dir(run_dir)
     if mode == "ray":
         from cluster.orchestrator import ensure_ray
 
@@ -147,7 +147,7 @@ def resume_scenario(run_dir: Path, on_tick: Callable[[int], None] | None = None,
 
 def replay_run_dir(run_dir: Path) -> dict[int, dict[str, float]]:
     """Every seed's KPIs recomputed from its event log (no agents run)."""
-    scenario = _scenario_of(run_dir)
+    scenario = scenario_of_run_dir(run_dir)
     out = {}
     for seed in [scenario.seed + k for k in range(scenario.seeds)]:
         log = log_path(run_dir, seed)
@@ -157,7 +157,7 @@ def replay_run_dir(run_dir: Path) -> dict[int, dict[str, float]]:
     return out
 
 
-def _scenario_of(run_dir: Path) -> Scenario:
+def scenario_of_run_dir(run_dir: Path) -> Scenario:
     run_dir = Path(run_dir)
     if not (run_dir / "scenario.yaml").is_file():
         raise ShopfloorInputError(f"{run_dir}: not a run directory (no scenario.yaml); pass a directory that "

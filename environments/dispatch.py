@@ -591,8 +591,8 @@ class FleetSim:
         return {"created": self.n_created, "delivered": self.n_delivered, "pending": len(self.pending),
                 "queued": queued, "onboard": onboard}
 
-    def route_history(self) -> list[dict]:
-        """What each vehicle drove, on the road network, for the route map (plain JSON values, km)."""
+    def route_history(self) -> dict:
+        """The road map and what each vehicle drove on it, for the route plot (plain JSON values, km)."""
         graph, xy = self.network.graph, self._xy
         edges_xy = [[xy[a], xy[b]] for a, b in graph.edges]
         out = []
@@ -602,9 +602,8 @@ class FleetSim:
                 nodes = shortest_path(graph, a, b)
                 path += nodes if not path or path[-1] != nodes[0] else nodes[1:]
             stops = [xy[o.node] for o in self.orders.values() if o.vehicle == v.index and o.delivered_at == o.delivered_at]
-            out.append({"vehicle": v.index, "distance_km": v.km, "path_xy": [xy[n] for n in path],
-                        "stops_xy": stops, "depot_xy": [xy[v.depot]], "edges_xy": edges_xy if v.index == 0 else []})
-        return out
+            out.append({"vehicle": v.index, "distance_km": v.km, "path_xy": [xy[n] for n in path], "stops_xy": stops})
+        return {"edges_xy": edges_xy, "depots_xy": [xy[d] for d in self.depot_nodes], "vehicles": out}
 
     def kpis(self) -> dict[str, float]:
         """The fleet's KPIs since reset (definitions in design notes §3)."""

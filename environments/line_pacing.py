@@ -972,6 +972,13 @@ def pacing_action_to_controls(action, config: LineConfig) -> tuple[float, list[f
     return (a[0] + 1.0) * 0.5 * config.max_release_per_h, [config.speed_min + (x + 1.0) * span for x in a[1:]]
 
 
+def controls_to_pacing_action(rate_per_h: float, speeds: list[float], config: LineConfig) -> np.ndarray:
+    """(release rate parts/h, speed factors) -> the normalised LinePacing action (inverse of the above), float32."""
+    span = config.speed_max - config.speed_min or 1.0
+    a = [2.0 * rate_per_h / config.max_release_per_h - 1.0] + [2.0 * (s - config.speed_min) / span - 1.0 for s in speeds]
+    return np.clip(np.asarray(a, dtype=np.float32), -1.0, 1.0)
+
+
 def line_reward(config: LineConfig, good: int, scrapped: int, wip: int, dt_s: float, energy_kwh: float) -> float:
     """The LinePacing reward of one tick (see `LinePacingEnv`)."""
     return float(config.part_margin * good - config.scrap_cost * scrapped

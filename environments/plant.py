@@ -104,7 +104,6 @@ class ShopfloorPlant(ParallelEnv):
         self.tick = 0
         self._parts_towards_order = 0
         self._images: dict[int, np.ndarray] = {}
-        self._labels: dict[int, int] = {}
         self._n_rendered = 0
         self._events = sorted(sc.events, key=lambda e: e.at_min)
         self._next_event = 0
@@ -175,7 +174,7 @@ class ShopfloorPlant(ParallelEnv):
         truncations = {a: done for a in self.agents}
         infos = {a: {} for a in self.agents}
         infos["inspection"] = {"true_defects": true_defects, "verdicts": verdicts,
-                               "next_true_defects": [self._labels[p[0]] for p in
+                               "next_true_defects": [p[3] for p in
                                                      self.line.awaiting_inspection[: self.max_parts_per_tick]]}
         if done:
             self.agents = []
@@ -217,7 +216,6 @@ class ShopfloorPlant(ParallelEnv):
         rng = np.random.default_rng(seed)
         part_types = self.scenario.inspection.part_types
         spec = sample_spec(rng, defect=int(part[3]), part_type=part_types[rng.integers(len(part_types))])
-        self._labels[part[0]] = part[3]
         return render_part(spec, seed=seed, size=self.scenario.inspection.image_size, shift=self._shift).image
 
     def kpis(self) -> dict[str, float]:
@@ -256,7 +254,7 @@ class ShopfloorPlant(ParallelEnv):
             "purity": r.last_purity,
             "violation": int(r.violation),
             "shipped_good": line.shipped_good,
-            "orders_pending": int(self.fleet.kpis()["orders_pending"]),
+            "orders_pending": len(self.fleet.pending),
         }
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from environments.dispatch import FleetConfig
 from environments.errors import ShopfloorInputError
 from environments.line_pacing import LineConfig
+from environments.parts import PART_TYPES
 from environments.process_control import ReactorConfig
 
 # Policy names each agent accepts. ``rl:PATH`` and ``gnn:PATH`` name learned policies by file.
@@ -110,9 +111,16 @@ class InspectionConfig(_Strict):
     """The inspection station at the end of the line."""
 
     image_size: int = Field(64, ge=32, le=512, description="Side of the rendered part images, pixels.")
-    part_types: list[Literal["gear", "plate", "bracket", "cap", "washer"]] = Field(
-        default_factory=lambda: ["gear", "plate", "bracket", "cap"], min_length=1,
-        description="Part types the line makes.")
+    part_types: list[str] = Field(default_factory=lambda: ["gear", "plate", "bracket", "cap"], min_length=1,
+                                  description="Part types the line makes (environments.parts.PART_TYPES).")
+
+    @field_validator("part_types")
+    @classmethod
+    def _known_parts(cls, part_types: list[str]) -> list[str]:
+        unknown = [p for p in part_types if p not in PART_TYPES]
+        if unknown:
+            raise ValueError(f"unknown part type(s) {unknown}; allowed: {', '.join(PART_TYPES)}")
+        return part_types
     image_shift: float = Field(0.0, ge=0, le=1, description="Camera conditions: 0 = nominal; 1 = lighting, blur, "
                                "noise, pose and background all fully shifted.")
 

@@ -102,7 +102,7 @@ def test_arbitration_order_and_deterministic_ties():
 
 def test_operator_command_overrides_only_the_settings_it_names():
     from environments.line_pacing import pacing_action_to_controls
-    from planning.baselines.pacing import controls_to_pacing_action
+    from environments.line_pacing import controls_to_pacing_action
 
     proposal = controls_to_pacing_action(50.0, [1.1] * LINE.n_stations, LINE)
     stopped = apply_operator_command("pacing", {"release_per_h": 0}, proposal, PROC, LINE)

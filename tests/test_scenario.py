@@ -74,6 +74,8 @@ MALFORMED = {
     "bad_window": ("name: x\ncoupling: {order_window_min: [100, 50]}\n", ["coupling", "opens < closes"]),
     "safety_below_start": ("name: x\nsafety: {jacket_setpoint_max_c: 40}\n",
                            ["safety.jacket_setpoint_max_c 40", "nominal jacket setpoint", "allowed"]),
+    "unknown_part_type": ("name: x\ninspection: {part_types: [gear, sprocket]}\n",
+                          ["inspection.part_types", "sprocket", "allowed: gear, plate"]),
     "bad_purity_reference": ("name: x\nline: {purity_reference: 1.7}\n", ["line.purity_reference", "1.7"]),
 }
 

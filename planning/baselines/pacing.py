@@ -13,14 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from environments.line_pacing import LineConfig
-
-
-def controls_to_pacing_action(rate_per_h: float, speeds: list[float], config: LineConfig) -> np.ndarray:
-    """(release rate, speeds) -> the LinePacing action in [-1, 1]."""
-    span = config.speed_max - config.speed_min or 1.0
-    a = [2.0 * rate_per_h / config.max_release_per_h - 1.0] + [2.0 * (s - config.speed_min) / span - 1.0 for s in speeds]
-    return np.clip(np.asarray(a, dtype=np.float32), -1.0, 1.0)
+from environments.line_pacing import LineConfig, controls_to_pacing_action
 
 
 class PushRelease:
