@@ -37,6 +37,9 @@ bench: setup
 	$(PIP) install -q -e '.[bench]'
 	$(PY) benchmarks/line_vs_simpy.py
 	$(PY) benchmarks/env_speed.py
+	$(PY) benchmarks/defect_cnn.py
+	$(PY) benchmarks/clip_bench.py
+	$(PY) benchmarks/inspection_plant.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

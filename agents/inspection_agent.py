@@ -1,10 +1,15 @@
-"""InspectionAgent: looks at each part at the inspection station, posts verdicts and raises defect alarms.
+"""InspectionAgent: looks at each part at the inspection station, posts verdicts, raises defect alarms and
+answers the operator's searches of the inspection history.
 
 It reads ``perception/parts`` (the images of the parts waiting), asks its inspector for p(defect) per
-part, posts ``perception/verdict`` (p(defect) and the decision, with the confidence) and the
-``proposal/inspection`` reject flags. When the reject rate over the last ``window`` parts passes
-``alarm_factor`` times the rate it has learned as normal, it posts ``alarm/defect_rate`` for the process
-and pacing agents (and clears it when the rate falls back).
+part (and the defect type, when the inspector classifies), posts ``perception/verdict`` (the decision,
+with the confidence) and the ``proposal/inspection`` reject flags. When the reject rate over the last
+``window`` parts passes ``alarm_factor`` times the rate it has learned as normal, it posts
+``alarm/defect_rate`` for the process and pacing agents (and clears it when the rate falls back).
+
+With a CLIP model it also embeds every inspected part into a retrieval index, and answers each
+``query/parts`` entry ({"text", "k"}, posted by the VoiceAgent) on ``answer/parts`` with the best
+matching parts. The index is rebuilt, like everything else here, by replaying the agent's turns.
 """
 
 from __future__ import annotations
@@ -15,39 +20,71 @@ import numpy as np
 
 from agents.agent import decode_image, latest
 from agents.blackboard import Entry, Post
+from environments.parts import DEFECT_TYPES
+from perception.clip_model import RetrievalIndex
 
 
 class InspectionAgent:
-    def __init__(self, inspector, max_parts: int, reject_threshold: float = 0.5, window: int = 40,
-                 alarm_factor: float = 2.0, min_alarm_rate: float = 0.08):
-        self.name, self.subscribes = "inspection", ("perception/parts",)
-        self.inspector, self.max_parts, self.reject_threshold = inspector, max_parts, reject_threshold
+    def __init__(self, inspector, max_parts: int, reject_threshold: float | None = None, vlm=None,
+                 window: int = 40, alarm_factor: float = 2.0, min_alarm_rate: float = 0.08):
+        self.name, self.subscribes = "inspection", ("perception/parts", "query/parts")
+        self.inspector, self.max_parts = inspector, max_parts
+        self.reject_threshold = inspector.reject_threshold if reject_threshold is None else reject_threshold
+        self.vlm = vlm
+        self.history = RetrievalIndex(vlm) if vlm is not None else None
         self.recent: deque[int] = deque(maxlen=window)
         self.alarm_factor, self.min_alarm_rate = alarm_factor, min_alarm_rate
         self.n_seen = self.n_rejected = 0
         self.alarm_on = False
 
     def decide(self, tick: int, inbox: list[Entry]) -> list[Post]:
+        posts = []
         entry = latest(inbox, "perception/parts")
-        if entry is None:
-            return []
-        parts = entry.value["parts"]
+        if entry is not None:
+            posts += self._inspect(tick, entry.value["parts"])
+        for query in (e for e in inbox if e.topic == "query/parts"):
+            posts.append(self._answer(query))
+        return posts
+
+    def _inspect(self, tick: int, parts: list[dict]) -> list[Post]:
         reject = np.zeros(self.max_parts, dtype=int)
         posts = []
         if parts:
             images = np.stack([decode_image(p["png"]) for p in parts])
-            p_defect = self.inspector.p_defect(images)
+            if hasattr(self.inspector, "class_probs"):  # a classifier also names the defect
+                probs = self.inspector.class_probs(images)
+                p_defect, kind = 1.0 - probs[:, 0], [DEFECT_TYPES[k + 1] for k in probs[:, 1:].argmax(axis=1)]
+            else:
+                p_defect = self.inspector.p_defect(images)
+                kind = ["defect"] * len(parts)
+            verdicts = []
             for slot, (part, p) in enumerate(zip(parts, p_defect.tolist())):
                 rejected = p >= self.reject_threshold
                 reject[slot] = int(rejected)
                 self.recent.append(int(rejected))
                 self.n_seen += 1
                 self.n_rejected += int(rejected)
+                verdicts.append(kind[slot] if rejected else "good")
                 posts.append(Post("perception/verdict", str(part["part_id"]),
-                                  {"p_defect": p, "reject": bool(rejected)}, confidence=max(p, 1.0 - p)))
+                                  {"p_defect": p, "reject": bool(rejected), "defect": verdicts[-1]},
+                                  confidence=max(p, 1.0 - p)))
+            if self.history is not None:
+                self.history.add([p["part_id"] for p in parts], self.vlm.encode_images(images),
+                                 [{"tick": tick, "verdict": v} for v in verdicts])
         posts.append(Post("proposal/inspection", "action", reject.tolist()))
         posts += self._alarm(tick)
         return posts
+
+    def _answer(self, query: Entry) -> Post:
+        text, k = str(query.value.get("text", "")), int(query.value.get("k", 10))
+        if self.history is None:
+            return Post("answer/parts", query.key, {"text": text, "results": [],
+                                                    "reason": "no CLIP model: agents.inspection.clip is off"})
+        found = self.history.query(text, k) if text.strip() and len(self.history) else []
+        results = [{"part_id": part_id, "score": round(score, 4), **self.history.metadata(part_id)}
+                   for part_id, score in found]
+        return Post("answer/parts", query.key, {"text": text, "results": results,
+                                                "history_size": len(self.history)})
 
     def _alarm(self, tick: int) -> list[Post]:
         if len(self.recent) < self.recent.maxlen:

@@ -10,6 +10,9 @@ from typing import Any, NoReturn, Protocol
 
 from environments.errors import ShopfloorInputError
 from environments.plant import ShopfloorPlant
+from perception.clip_inspector import CLIPInspector
+from perception.clip_model import load_clip
+from perception.defect_cnn import CNNInspector
 from planning.baselines.dispatchers import NearestNeighbourDispatcher, SavingsDispatcher
 from planning.baselines.inspection import ThresholdInspector
 from planning.baselines.pacing import ConwipRelease, PushRelease
@@ -48,10 +51,17 @@ def make_controller(unit: str, plant: ShopfloorPlant) -> Controller:
         if policy == "savings":
             return SavingsDispatcher(plant.fleet)
     elif unit == "inspection":
+        threshold = agents.inspection.reject_threshold
         if policy == "threshold":
             return ThresholdInspector.calibrated(
                 part_types=sc.inspection.part_types, image_size=sc.inspection.image_size,
-                max_parts=plant.max_parts_per_tick, reject_threshold=agents.inspection.reject_threshold)
+                max_parts=plant.max_parts_per_tick, reject_threshold=0.5 if threshold is None else threshold)
+        kind, _, path = policy.partition(":")
+        if kind == "cnn":
+            return CNNInspector(path or None, plant.max_parts_per_tick, threshold)
+        if kind == "clip":
+            return CLIPInspector(load_clip(f"local-dir:{path}" if path else None), plant.max_parts_per_tick,
+                                 threshold)
     _not_available(unit, policy)
 
 
@@ -62,4 +72,4 @@ def _not_available(agent: str, policy: str) -> NoReturn:
 
 
 _AVAILABLE = {"process": ("fixed", "pid"), "pacing": ("push", "conwip"), "dispatch": ("nearest", "savings"),
-              "inspection": ("threshold",)}
+              "inspection": ("threshold", "cnn", "cnn:<path>", "clip", "clip:<path>")}

@@ -42,6 +42,7 @@ from agents.voice_agent import VoiceAgent
 from environments.errors import ShopfloorInputError
 from environments.plant import ShopfloorPlant
 from environments.scenario import Scenario, VoiceEvent
+from perception.clip_model import load_clip
 
 PHASE_ONE = ("process", "pacing", "dispatch", "inspection", "voice")
 
@@ -137,8 +138,10 @@ def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
     if name in ("process", "pacing", "dispatch"):
         return ControllerAgent(name, make_controller(name, plant), getattr(sc.agents, name).policy)
     if name == "inspection":
+        clip = sc.agents.inspection.clip
+        vlm = None if clip == "off" else load_clip(None if clip == "shipped" else clip)
         return InspectionAgent(make_controller("inspection", plant), plant.max_parts_per_tick,
-                               sc.agents.inspection.reject_threshold)
+                               sc.agents.inspection.reject_threshold, vlm)
     if name == "voice":
         return VoiceAgent()
     if name == "safety":
@@ -261,7 +264,7 @@ class PlantRun:
         posts.append(Post("perception/parts", "station", {"parts": [
             {"part_id": int(part[0]), "png": encode_image(images[slot])} for slot, part in enumerate(shown)]}))
         for k, event in self._due_voice_events():
-            posts.append(Post("event/voice", f"v{k}", {"audio": event.audio,
+            posts.append(Post("event/voice", f"v{k}", {"audio": event.audio, "query": event.query,
                                                        "command": event.command.model_dump() if event.command else None}))
         return posts
 
@@ -332,6 +335,11 @@ class PlantRun:
         out.update(counters_from_entries(self.call("read", ["*"], 0), self.phase_one))
         return out
 
+    def operator_log(self) -> list[dict]:
+        """Each voice event and what came of it, from the log: the command accepted (and by which unit) or the
+        reason it was refused, and for a search the parts found."""
+        return operator_log(self.call("read", ["event/voice", "command/*", "veto/voice", "answer/parts"], 0))
+
     def timing(self) -> dict[str, float]:
         """Wall-clock figures of this run (not KPIs: they differ between identical runs)."""
         self._settle_commit()
@@ -368,6 +376,26 @@ def counters_from_entries(entries: list[Entry], phase_one: tuple[str, ...] = PHA
     return {"deadline_misses": float(misses), "conflicts": float(conflicts), "vetoes": float(vetoes),
             "clamps": float(clamps), "safe_defaults": float(defaults), "commands_accepted": float(accepted),
             "commands_rejected": float(rejected)}
+
+
+def operator_log(entries: list[Entry]) -> list[dict]:
+    """Voice events with their outcomes (see ``PlantRun.operator_log``); the agents answer in the event's tick."""
+    events = [e for e in entries if e.topic == "event/voice"]
+    out = []
+    for ev in events:
+        row = {"tick": ev.tick, "event": ev.key, "audio": ev.value.get("audio"), "command": ev.value.get("command"),
+               "query": ev.value.get("query")}
+        for e in entries:
+            if e.tick != ev.tick:
+                continue
+            if e.topic == "veto/voice" and e.key == ev.key:
+                row["outcome"] = f"refused: {e.value['reason']}"
+            elif e.topic.startswith("command/") and e.author == "voice" and row.get("command"):
+                row.setdefault("outcome", f"accepted for {e.topic.split('/', 1)[1]}")
+            elif e.topic == "answer/parts" and e.key == ev.key:
+                row["answer"] = e.value
+        out.append(row)
+    return out
 
 
 # ------------------------------------------------------------------------------- start, resume, replay

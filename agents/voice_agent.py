@@ -1,7 +1,9 @@
 """VoiceAgent: turns the operator's commands into ``command/<unit>`` posts, or ``veto/voice`` with a reason.
 
-Scripted voice events carry the operator's command (``{"unit": ..., "settings": {...}}``); speech
-recognition that produces such commands from audio plugs in here.
+Scripted voice events carry the operator's command (``{"unit": ..., "settings": {...}}``) or a search
+of the inspection history (``query``: "gears with a crack near the rim"), which goes to ``query/parts``
+for the InspectionAgent to answer with CLIP retrieval. Speech recognition that produces such commands
+from audio plugs in here.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from agents.arbitration import validate_operator_command
 from agents.blackboard import Entry, Post
 from environments.errors import ShopfloorInputError
+
+QUERY_TOP_K = 10  # parts an operator's search returns
 
 
 class VoiceAgent:
@@ -21,7 +25,11 @@ class VoiceAgent:
         for event in inbox:
             if event.topic != "event/voice":
                 continue
-            command = event.value.get("command") or {}
+            if event.value.get("query"):
+                posts.append(Post("query/parts", event.key, {"text": event.value["query"], "k": QUERY_TOP_K}))
+            if not event.value.get("command"):
+                continue
+            command = event.value["command"]
             unit, settings = command.get("unit"), command.get("settings")
             try:
                 validate_operator_command(str(unit), settings)

@@ -2,45 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cluster.cli_common import console, err_console, fail_on_bad_input
+from cluster.cli_train import train_app
 from environments.errors import ShopfloorInputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="AI agents run a simulated factory and its delivery fleet.")
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail_on_bad_input(fn):
-    """Bad input: one line on stderr, exit 2. Any other error: one line, exit 1 (SHOPFLOOR_DEBUG=1 re-raises)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ShopfloorInputError as exc:
-            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # an internal error: say so in one line, keep the traceback for debugging
-            if os.environ.get("SHOPFLOOR_DEBUG"):
-                raise
-            err_console.print(f"internal error: {exc.__class__.__name__}: {exc} (set SHOPFLOOR_DEBUG=1 for the "
-                              f"traceback)", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
+app.add_typer(train_app, name="train")
 
 
 def _parse_set(items: list[str]) -> dict[str, object]:
@@ -56,7 +32,7 @@ def _parse_set(items: list[str]) -> dict[str, object]:
 
 
 @app.command()
-@_fail_on_bad_input
+@fail_on_bad_input
 def run(
     scenario: Annotated[Path | None, typer.Argument(help="Scenario YAML file.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the first run (default: the scenario's).")] = None,
@@ -114,7 +90,7 @@ def _print_kpis(result, kpi_rows) -> None:
 
 
 @app.command()
-@_fail_on_bad_input
+@fail_on_bad_input
 def replay(run_dir: Annotated[Path, typer.Argument(help="A run directory written by `shopfloor run`.")]) -> None:
     """Recompute a run's KPIs from its event logs and check them against its kpis.json."""
     import json
@@ -140,7 +116,7 @@ def replay(run_dir: Annotated[Path, typer.Argument(help="A run directory written
 
 
 @app.command()
-@_fail_on_bad_input
+@fail_on_bad_input
 def study(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
     seeds: Annotated[int, typer.Option(min=1, help="Seeded runs per configuration.")] = 10,
@@ -193,6 +169,55 @@ def study(
     console.print(f"study directory: {out} ({result.wall_s:.1f} s)")
     if result.failures:
         raise typer.Exit(1)
+
+
+@app.command()
+@fail_on_bad_input
+def inspect(
+    images: Annotated[list[Path], typer.Argument(help="Image files of parts (PNG, JPEG, BMP, TIFF, WebP, ...).")],
+    json_: Annotated[bool, typer.Option("--json", help="One JSON object per image, one per line.")] = False,
+    weights: Annotated[Path | None, typer.Option(help="Defect CNN checkpoint (default: the shipped one).")] = None,
+    clip: Annotated[str | None, typer.Option(help="CLIP: local-dir:PATH or NAME[:TAG] (default: the shipped one).")] = None,
+    top: Annotated[int, typer.Option(min=1, max=7, help="CLIP labels to show per image.")] = 3,
+) -> None:
+    """Inspect part images: the defect CNN's verdict and p(defect), and CLIP's zero-shot labels.
+
+    A file that cannot be read gets a one-line error for itself; the others are still inspected, and the
+    exit code is 2 if any file failed.
+    """
+    import json
+
+    from perception.clip_model import load_clip
+    from perception.defect_cnn import CNNInspector
+    from perception.image_io import fit_square, load_image
+
+    cnn, vlm = CNNInspector(weights), load_clip(clip)  # bad weights fail here, before any file is read
+    n_failed = 0
+    table = Table(title="inspection")
+    for col in ("file", "defect", "p_defect", "CLIP labels"):
+        table.add_column(col)
+    for path in images:
+        try:
+            image = load_image(path)
+        except ShopfloorInputError as exc:
+            n_failed += 1
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            if json_:
+                print(json.dumps({"file": str(path), "error": str(exc)}), flush=True)
+            continue
+        verdict = cnn.verdicts(fit_square(image, cnn.image_size)[None])[0]
+        labels = vlm.labels(fit_square(image, vlm.image_size)[None], k=top)[0]
+        row = {"file": str(path), "defect": verdict.defect, "p_defect": round(verdict.p_defect, 4),
+               "clip_labels": [[label, round(float(score), 4)] for label, score in labels]}
+        if json_:
+            print(json.dumps(row), flush=True)
+        else:
+            table.add_row(row["file"], row["defect"], f"{row['p_defect']:.3f}",
+                          ", ".join(f"{label} {score:.2f}" for label, score in row["clip_labels"]))
+    if not json_ and table.row_count:
+        console.print(table)
+    if n_failed:
+        raise typer.Exit(2)
 
 
 @app.command()

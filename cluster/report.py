@@ -74,13 +74,38 @@ def report_markdown(result: RunResult, plots: dict[str, Path]) -> str:
                      f"{k.get('safe_defaults', 0):g} | {k.get('commands_accepted', 0):g} / "
                      f"{k.get('commands_rejected', 0):g} | {t.get('tick_latency_p50_ms', 0):.1f} / "
                      f"{t.get('tick_latency_p99_ms', 0):.1f} |")
-    lines += ["", f"Agents ran {'as Ray actors' if result.mode == 'ray' else 'in one process'}.", "",
-              "## KPIs", "", "| KPI | value | definition |", "|---|---|---|"]
+    lines += ["", f"Agents ran {'as Ray actors' if result.mode == 'ray' else 'in one process'}.", ""]
+    lines += operator_markdown(result.runs[0])
+    lines += ["## KPIs", "", "| KPI | value | definition |", "|---|---|---|"]
     lines += [f"| {n} | {v} | {d} |" for n, v, d in kpi_rows(result)]
     lines += ["", "## Plots", ""]
     for title, path in plots.items():
         lines.append(f"![{title}](plots/{path.name})")
     return "\n".join(lines) + "\n"
+
+
+def operator_markdown(run: SeedRun) -> list[str]:
+    """The operator's voice events of one seed and what came of each (commands and searches)."""
+    if not run.operator_log:
+        return []
+    lines = [f"## Operator (seed {run.seed})", "", "| minute | said | outcome |", "|---|---|---|"]
+    for row in run.operator_log:
+        minute = f"{row['tick'] * (run.trace[1]['time_min'] - run.trace[0]['time_min']):.0f}" if len(run.trace) > 1 else "-"
+        said = []
+        if row.get("command"):
+            said.append(f"{row['command']['unit']}: {row['command']['settings']}")
+        if row.get("query"):
+            said.append(f"find \"{row['query']}\"")
+        if row.get("audio") and not said:
+            said.append(f"audio {row['audio']}")
+        outcome = [row.get("outcome", "")] if row.get("command") else []
+        if row.get("answer") is not None:
+            found = row["answer"]["results"]
+            parts = ", ".join(f"{r['part_id']} ({r['verdict']}, {r['score']:.2f})" for r in found[:5])
+            outcome.append(f"{len(found)} parts of {row['answer'].get('history_size', 0)} inspected: {parts}"
+                           + (" ..." if len(found) > 5 else "") if found else row["answer"].get("reason", "no parts"))
+        lines.append(f"| {minute} | {'; '.join(said)} | {'; '.join(o for o in outcome if o)} |")
+    return lines + [""]
 
 
 def _times_h(run: SeedRun) -> np.ndarray:

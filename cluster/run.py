@@ -28,6 +28,7 @@ class SeedRun:
     inspections: list[tuple[int, bool]] = field(repr=False)  # (true defect type, rejected)
     timing: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
+    operator_log: list[dict] = field(default_factory=list, repr=False)  # voice events and their outcomes
 
 
 @dataclass
@@ -77,7 +78,7 @@ def run_seed(scenario: Scenario, seed: int, log: Path | None = None, mode: str =
             if on_tick:
                 on_tick(1)
         return SeedRun(seed, run.kpis(), run.trace, run.plant.fleet.route_history(), run.inspections,
-                       run.timing(), time.perf_counter() - start)
+                       run.timing(), time.perf_counter() - start, run.operator_log())
     finally:
         close()
 

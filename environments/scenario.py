@@ -89,7 +89,10 @@ class DispatchAgentConfig(AgentConfig):
 class InspectionAgentConfig(AgentConfig):
     kind: ClassVar[str] = "inspection"
     policy: str = Field("threshold", description="threshold | cnn[:<path>] | clip[:<path>]")
-    reject_threshold: float = Field(0.5, ge=0, le=1, description="Reject a part when p(defect) is at least this.")
+    reject_threshold: float | None = Field(None, ge=0, le=1, description="Reject a part when p(defect) is at least "
+                                           "this; None = the threshold the inspector was calibrated with.")
+    clip: str = Field("off", min_length=1, description="CLIP that answers the operator's queries over the "
+                      "inspection history: shipped | off | local-dir:<path> | <name>[:<tag>]")
 
 
 class VoiceAgentConfig(AgentConfig):
@@ -177,11 +180,13 @@ class VoiceEvent(_Strict):
     at_min: float = Field(ge=0, description="When, minutes from start.")
     audio: str | None = Field(None, description="WAV or FLAC file of the spoken command, relative to the scenario.")
     command: OperatorCommand | None = Field(None, description="The command as spoken, for scripted runs.")
+    query: str | None = Field(None, min_length=1, description="A search of the inspection history as spoken, e.g. "
+                              "'gears with a crack near the rim', for scripted runs.")
 
     @model_validator(mode="after")
     def _something_said(self) -> VoiceEvent:
-        if self.audio is None and self.command is None:
-            raise ValueError("a voice event needs `audio` (a recording) or `command` (what was said)")
+        if self.audio is None and self.command is None and self.query is None:
+            raise ValueError("a voice event needs `audio` (a recording), `command` or `query` (what was said)")
         return self
 
 

@@ -1,0 +1,150 @@
+"""The defect CNN against the issue's bars: quality on held-out shifted parts, and speed of FP32, ONNX, INT8.
+
+Held-out set: ``--n`` parts rendered with a dataset seed no training set uses, under the renderer's full
+lighting and noise shift (``perception.datasets.EVAL_SHIFT``). The reject threshold is the one stored
+in the checkpoint (set on the validation set at training time), never fitted on these parts.
+
+Speed: images per second, batched (``--batch``), with two threads, for the torch FP32 model, the ONNX
+FP32 graph and the ONNX INT8 (static QDQ) graph, measured side by side: the three run in turn, ``--reps``
+rounds, and the median round counts. Also shown, with no bar: the same model under the other shifts
+(blur, pose, background, everything), and the plain-threshold inspector on the held-out set.
+
+Usage::
+
+    .venv/bin/python benchmarks/defect_cnn.py [--n 5000] [--weights perception/weights/defect_cnn.pt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from environments.parts import DEFECT_TYPES  # noqa: E402
+from perception.datasets import EVAL_SHIFT, render_dataset  # noqa: E402
+from perception.defect_cnn import SHIPPED_CNN, load_checkpoint, to_input  # noqa: E402
+from perception.export import OnnxClassifier, export_onnx, quantize_int8  # noqa: E402
+from perception.metrics import inspection_metrics  # noqa: E402
+from perception.train_defect_cnn import predict_probs  # noqa: E402
+
+TEST_SEED = 20_261_123  # no training or validation set uses it (see train_defect_cnn.dataset_seeds)
+OTHER_SHIFTS = ("nominal", "shifted:blur", "shifted:pose", "shifted:background", "shifted:all")
+
+
+def _rate(fn, images: np.ndarray, batch: int) -> float:
+    t = time.perf_counter()
+    for a in range(0, len(images), batch):
+        fn(images[a:a + batch])
+    return len(images) / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--weights", type=Path, default=SHIPPED_CNN)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--speed-images", type=int, default=2048)
+    ap.add_argument("--json", type=Path, help="Also write the figures here.")
+    ap.add_argument("--skip-other-shifts", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    console = Console(width=150)
+
+    model, ckpt = load_checkpoint(args.weights)
+    size, threshold = model.dims.image_size, ckpt["reject_threshold"]
+    t0 = time.perf_counter()
+    test = render_dataset(args.n, size, TEST_SEED, EVAL_SHIFT)
+    console.print(f"rendered {args.n} held-out parts at {EVAL_SHIFT} in {time.perf_counter() - t0:.0f} s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = export_onnx(model, Path(tmp) / "defect_cnn.onnx")
+        calib = render_dataset(512, size, TEST_SEED + 1, "randomized").images  # not the test parts
+        int8_path = quantize_int8(fp32_path, Path(tmp) / "defect_cnn.int8.onnx", calib)
+        onnx_fp32, onnx_int8 = OnnxClassifier(fp32_path), OnnxClassifier(int8_path)
+        sizes_kb = {"torch FP32": args.weights.stat().st_size / 1024, "ONNX FP32": fp32_path.stat().st_size / 1024,
+                    "ONNX INT8": int8_path.stat().st_size / 1024}
+
+        @torch.inference_mode()
+        def torch_probs(images):
+            return torch.softmax(model(to_input(images)), dim=1).numpy()
+
+        runners = {"torch FP32": torch_probs, "ONNX FP32": onnx_fp32.class_probs, "ONNX INT8": onnx_int8.class_probs}
+        quality = {name: inspection_metrics(test.labels, np.concatenate(
+            [fn(test.images[a:a + args.batch]) for a in range(0, args.n, args.batch)]), threshold)
+            for name, fn in runners.items()}
+        speed_images = test.images[:args.speed_images]
+        rounds: dict[str, list[float]] = {name: [] for name in runners}
+        for fn in runners.values():  # warm-up
+            fn(speed_images[:args.batch])
+        for _ in range(args.reps):
+            for name, fn in runners.items():
+                rounds[name].append(_rate(fn, speed_images, args.batch))
+
+    table = Table(title=f"defect CNN on {args.n} held-out parts, {EVAL_SHIFT}, {size}x{size}, "
+                        f"threshold {threshold:.3f} from validation")
+    for col in ("format", "accuracy", "escape", "false alarm", "AUROC", "escape @ FA 2% (oracle)", "img/s", "KB"):
+        table.add_column(col, justify="right")
+    for name, m in quality.items():
+        table.add_row(name, f"{m['accuracy']:.4f}", f"{m['defect_escape_rate']:.4f}", f"{m['false_alarm_rate']:.4f}",
+                      f"{m['auroc']:.5f}", f"{m['escape_at_false_alarm']['defect_escape_rate']:.4f}",
+                      f"{statistics.median(rounds[name]):.0f}", f"{sizes_kb[name]:.0f}")
+    console.print(table)
+    console.print("bars: escape <= 0.005 at false alarm <= 0.02; accuracy >= 0.97; >= 1000 img/s")
+
+    per_class = Table(title="per class (torch FP32)")
+    for col in ("class", "n", "accuracy", "escape / false alarm", "AUROC vs good"):
+        per_class.add_column(col, justify="right")
+    for name, row in quality["torch FP32"]["per_class"].items():
+        rate = row.get("false_alarm_rate", row.get("defect_escape_rate"))
+        per_class.add_row(name, str(row["n"]), f"{row['accuracy']:.4f}", f"{rate:.4f}",
+                          f"{row['auroc']:.5f}" if "auroc" in row else "-")
+    console.print(per_class)
+    cm = np.array(quality["torch FP32"]["confusion"])
+    console.print("confusion (rows true, columns predicted): " + ", ".join(DEFECT_TYPES))
+    console.print(cm)
+
+    others = {}
+    if not args.skip_other_shifts:
+        shifts = Table(title="other imaging conditions (no bar; pose, blur and background are never randomised in "
+                             "training)")
+        for col in ("condition", "accuracy", "escape", "false alarm", "AUROC"):
+            shifts.add_column(col, justify="right")
+        for k, shift in enumerate(OTHER_SHIFTS):
+            data = render_dataset(min(args.n, 2000), size, TEST_SEED + 10 + k, shift)
+            m = inspection_metrics(data.labels, predict_probs(model, data.images), threshold)
+            others[shift] = m
+            shifts.add_row(shift, f"{m['accuracy']:.4f}", f"{m['defect_escape_rate']:.4f}",
+                           f"{m['false_alarm_rate']:.4f}", f"{m['auroc']:.5f}")
+        console.print(shifts)
+
+    from planning.baselines.inspection import ThresholdInspector
+
+    base = ThresholdInspector.calibrated(list(dict.fromkeys(s.part_type for s in test.specs)), size, max_parts=1,
+                                         false_alarm_target=0.02)
+    p = base.p_defect(test.images)
+    base_probs = np.c_[1.0 - p, np.repeat(p[:, None] / 6.0, 6, axis=1)]
+    bm = inspection_metrics(test.labels, base_probs, 0.5)
+    console.print(f"plain-threshold baseline on the same parts: escape {bm['defect_escape_rate']:.4f}, false alarm "
+                  f"{bm['false_alarm_rate']:.4f}, AUROC {bm['auroc']:.4f}")
+    if args.json:
+        args.json.write_text(json.dumps({"quality": quality, "img_per_s": rounds, "size_kb": sizes_kb,
+                                         "other_shifts": others, "threshold_baseline": bm}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""`shopfloor train ...`: reproduce every shipped model from a seed. One command per model.
+
+Each command shows a progress bar, writes the weights and a metrics file next to them, and records
+the command line that made them. The defaults reproduce the shipped weights.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cluster.cli_common import StagedProgress, console, fail_on_bad_input
+
+train_app = typer.Typer(no_args_is_help=True, help="Train a model; the defaults reproduce the shipped weights.")
+
+
+def _command_line() -> str:
+    return "shopfloor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+@train_app.command("defect-cnn")
+@fail_on_bad_input
+def defect_cnn(
+    seed: Annotated[int, typer.Option(help="Seed of the data, the initialisation and the batches.")] = 0,
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (a .metrics.json goes beside it).")] = Path(
+        "perception/weights/defect_cnn.pt"),
+    n_train: Annotated[int, typer.Option(min=1, help="Rendered training images.")] = 24_000,
+    n_val: Annotated[int, typer.Option(min=1, help="Rendered validation images.")] = 3_000,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    image_size: Annotated[int, typer.Option(min=32, max=256, help="Image side in pixels.")] = 64,
+    quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 700 images, 1 epoch.")] = False,
+) -> None:
+    """Train the defect CNN on rendered, domain-randomised parts and calibrate its reject threshold."""
+    from perception.train_defect_cnn import DefectCNNTrainConfig, train_defect_cnn
+
+    if quick:
+        n_train, n_val, epochs = 600, 100, 1
+    cfg = DefectCNNTrainConfig(seed=seed, image_size=image_size, n_train=n_train, n_val=n_val, epochs=epochs)
+    with StagedProgress() as progress:
+        metrics = train_defect_cnn(cfg, out, progress, command=_command_line())
+    val = metrics["validation"]
+    table = Table(title=f"defect CNN, validation ({val['n']} parts)")
+    for col in ("accuracy", "defect_escape_rate", "false_alarm_rate", "auroc", "train s"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{val['accuracy']:.4f}", f"{val['defect_escape_rate']:.4f}", f"{val['false_alarm_rate']:.4f}",
+                  f"{val['auroc']:.4f}", f"{metrics['render_s'] + metrics['train_s']:.0f}")
+    console.print(table)
+    console.print(f"weights: {out}  metrics: {Path(out).with_suffix('.metrics.json')}")
+
+
+@train_app.command("clip")
+@fail_on_bad_input
+def clip(
+    seed: Annotated[int, typer.Option(help="Seed of the data, the initialisation and the batches.")] = 0,
+    out: Annotated[Path, typer.Option(help="open_clip local-dir checkpoint directory to write.")] = Path(
+        "perception/weights/parts_clip"),
+    quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks).")] = False,
+) -> None:
+    """Train the parts CLIP contrastively on rendered parts and captions, holding some combinations out."""
+    from perception.train_clip import CLIPTrainConfig, train_clip
+
+    cfg = CLIPTrainConfig(seed=seed)
+    if quick:
+        cfg = CLIPTrainConfig(seed=seed, n_train=512, n_val=64, n_val_held_out=64, epochs=1, batch_size=128)
+    with StagedProgress() as progress:
+        metrics = train_clip(cfg, out, progress, command=_command_line())
+    console.print_json(data={k: v for k, v in metrics.items() if not isinstance(v, (list, dict)) or k == "validation"})
+    console.print(f"weights: {out}")

@@ -1,0 +1,35 @@
+"""CLIP as the inspection station's classifier: zero-shot defect typing, no trained head.
+
+The same interface as the defect CNN's inspector (``class_probs``, ``p_defect``, ``act``), so a scenario
+can name ``agents.inspection.policy: clip`` and compare it with the CNN and the threshold baseline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from perception.clip_model import PartsCLIP
+
+
+class CLIPInspector:
+    """Reject a part when CLIP's zero-shot p(defect) = 1 - p(good) reaches ``reject_threshold``."""
+
+    def __init__(self, clip: PartsCLIP, max_parts: int = 1, reject_threshold: float | None = None):
+        self.clip, self.max_parts = clip, max_parts
+        self.reject_threshold = 0.5 if reject_threshold is None else float(reject_threshold)
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def class_probs(self, images: np.ndarray) -> np.ndarray:
+        return self.clip.zero_shot_probs(images)
+
+    def p_defect(self, images: np.ndarray) -> np.ndarray:
+        return 1.0 - self.class_probs(images)[:, 0] if len(images) else np.zeros(0)
+
+    def act(self, observation: dict) -> np.ndarray:
+        action = np.zeros(self.max_parts, dtype=np.int8)
+        n = int(observation["n_parts"])
+        if n:
+            action[:n] = self.p_defect(observation["images"][:n]) >= self.reject_threshold
+        return action

@@ -1,0 +1,185 @@
+"""The defect CNN: a compact convolutional classifier of the defect type, with class-activation heat maps.
+
+Five conv-BN-ReLU layers (a stride-1 first layer at full resolution, which one-pixel scratches and
+cracks need: a stride-2 stem learned far slower in our trials), three stride-2 stages, global *max*
+pooling (a defect is a small local event; averaging over the part dilutes it, and with average
+pooling training stalled near 45 % accuracy), and one linear layer over ``DEFECT_TYPES`` (class 0 = good).
+The class activation map (CAM) of a class is the linear head applied at every position of the last
+feature grid: the heat map costs one einsum, no extra training.
+
+At 64 x 64 it is ~60 M multiply-adds per image; see benchmarks/defect_cnn.py for its speed here. The model takes uint8 images (n, H, W, 3) through
+``to_input``; the normalisation lives in the model, so the ONNX graph takes the same [0, 1] input.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from environments.errors import ShopfloorInputError
+from environments.parts import DEFECT_TYPES
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+SHIPPED_CNN = WEIGHTS_DIR / "defect_cnn.pt"
+
+
+@dataclass(frozen=True)
+class DefectCNNDims:
+    """Architecture: (out_channels, stride, kernel) per conv layer, the input size and the classes."""
+
+    layers: tuple[tuple[int, int, int], ...] = ((32, 1, 3), (64, 2, 3), (128, 2, 3), (128, 2, 3), (128, 1, 3))
+    image_size: int = 64
+    n_classes: int = len(DEFECT_TYPES)
+
+
+class DefectCNN(nn.Module):
+    def __init__(self, dims: DefectCNNDims = DefectCNNDims()):
+        super().__init__()
+        self.dims = dims
+        blocks, c_in = [], 3
+        for c_out, stride, k in dims.layers:
+            blocks += [nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out),
+                       nn.ReLU(inplace=True)]
+            c_in = c_out
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Linear(c_in, dims.n_classes)
+        # mean/std of rendered parts, so the first layer sees roughly unit-scale input
+        self.register_buffer("pixel_mean", torch.tensor([0.40, 0.38, 0.36]).view(1, 3, 1, 1))
+        self.register_buffer("pixel_std", torch.tensor([0.20, 0.20, 0.20]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (n, n_classes) for images (n, 3, H, W) scaled to [0, 1]."""
+        f = self.features((x - self.pixel_mean) / self.pixel_std)
+        return self.head(f.amax(dim=(2, 3)))
+
+    def logits_and_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and class activation maps (n, n_classes, h, w) on the last feature grid."""
+        f = self.features((x - self.pixel_mean) / self.pixel_std)
+        cam = torch.einsum("nchw,kc->nkhw", f, self.head.weight) + self.head.bias.view(1, -1, 1, 1)
+        return cam.mean(dim=(2, 3)), cam
+
+
+def to_input(images: np.ndarray) -> torch.Tensor:
+    """uint8 images (n, H, W, 3) -> float tensor (n, 3, H, W) in [0, 1], channels-last in memory."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------
+def save_checkpoint(path: str | os.PathLike, model: DefectCNN, reject_threshold: float, meta: dict) -> None:
+    """Write ``{"dims", "state_dict", "reject_threshold", "classes", "meta"}`` (meta: training command, seed, metrics)."""
+    torch.save({"dims": asdict(model.dims), "state_dict": model.state_dict(), "reject_threshold": reject_threshold,
+                "classes": list(DEFECT_TYPES), "meta": meta}, path)
+
+
+def load_checkpoint(path: str | os.PathLike | None = None) -> tuple[DefectCNN, dict]:
+    """Load a defect CNN (the shipped one by default). Returns the model in eval mode and the checkpoint dict."""
+    path = Path(path) if path is not None else SHIPPED_CNN
+    if not path.is_file():
+        raise ShopfloorInputError(f"defect CNN checkpoint {str(path)!r} does not exist; allowed: a file written by "
+                                  "`shopfloor train defect-cnn` (the shipped one is perception/weights/defect_cnn.pt).")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        dims = ckpt["dims"]
+        model = DefectCNN(DefectCNNDims(layers=tuple(tuple(x) for x in dims["layers"]),
+                                        image_size=dims["image_size"], n_classes=dims["n_classes"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except Exception as e:  # torch raises many types for a foreign file
+        raise ShopfloorInputError(f"{str(path)!r} is not a defect CNN checkpoint ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:120]}); allowed: a file written by "
+                                  "`shopfloor train defect-cnn`.") from None
+    if ckpt.get("classes") != list(DEFECT_TYPES):
+        raise ShopfloorInputError(f"{str(path)!r} was trained for classes {ckpt.get('classes')}; this build has "
+                                  f"{list(DEFECT_TYPES)}; retrain with `shopfloor train defect-cnn`.")
+    model.eval().to(memory_format=torch.channels_last)
+    return model, ckpt
+
+
+# --------------------------------------------------------------------------------------------------
+# The inspector the agents and the CLI use
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class DefectVerdict:
+    defect: str
+    p_defect: float
+    class_probs: dict[str, float] = field(default_factory=dict)
+
+
+class CNNInspector:
+    """Classify part images with a defect CNN; the same interface as the threshold inspector.
+
+    Parameters
+    ----------
+    path : checkpoint; None loads the shipped weights.
+    max_parts : images per plant observation (for ``act``).
+    reject_threshold : reject when p(defect) >= this; None uses the threshold calibrated at training.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, max_parts: int = 1,
+                 reject_threshold: float | None = None, batch_size: int = 256):
+        self.model, ckpt = load_checkpoint(path)
+        self.image_size = self.model.dims.image_size
+        self.reject_threshold = float(ckpt["reject_threshold"] if reject_threshold is None else reject_threshold)
+        self.max_parts, self.batch_size = max_parts, batch_size
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def _prepare(self, images: np.ndarray) -> np.ndarray:
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ShopfloorInputError(f"images of shape {images.shape} are invalid; allowed: (n, H, W, 3) uint8.")
+        if images.shape[1:3] != (self.image_size, self.image_size):
+            from PIL import Image
+
+            size = (self.image_size, self.image_size)
+            images = np.stack([np.asarray(Image.fromarray(im).resize(size, Image.BILINEAR)) for im in images])
+        return images
+
+    @torch.inference_mode()
+    def class_probs(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, len(DEFECT_TYPES)) for uint8 images (n, H, W, 3); other sizes are resized."""
+        images = self._prepare(np.asarray(images, dtype=np.uint8))
+        out = [F.softmax(self.model(to_input(images[a:a + self.batch_size])), dim=1)
+               for a in range(0, len(images), self.batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros((0, len(DEFECT_TYPES)), np.float32)
+
+    def p_defect(self, images: np.ndarray) -> np.ndarray:
+        return 1.0 - self.class_probs(images)[:, 0] if len(images) else np.zeros(0)
+
+    def verdicts(self, images: np.ndarray) -> list[DefectVerdict]:
+        """The defect type (``good`` unless p(defect) reaches the threshold) and probabilities per image."""
+        out = []
+        for probs in self.class_probs(images):
+            pd = float(1.0 - probs[0])
+            defect = DEFECT_TYPES[int(probs[1:].argmax()) + 1] if pd >= self.reject_threshold else "good"
+            out.append(DefectVerdict(defect, pd, {n: float(p) for n, p in zip(DEFECT_TYPES, probs)}))
+        return out
+
+    @torch.inference_mode()
+    def heatmaps(self, images: np.ndarray) -> np.ndarray:
+        """Where the model sees the predicted defect: (n, H, W) float in [0, 1] (zeros for parts it calls good)."""
+        images = self._prepare(np.asarray(images, dtype=np.uint8))
+        logits, cam = self.model.logits_and_cam(to_input(images))
+        defect = logits[:, 1:].argmax(dim=1) + 1
+        maps = cam[torch.arange(len(images)), defect].clamp(min=0)
+        maps = F.interpolate(maps[:, None], size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
+        maps = maps / maps.flatten(1).max(dim=1).values.clamp(min=1e-6).view(-1, 1, 1)
+        called_good = (1.0 - F.softmax(logits, dim=1)[:, 0]) < self.reject_threshold
+        maps[called_good] = 0.0
+        return maps.numpy()
+
+    def act(self, observation: dict) -> np.ndarray:
+        """Plant inspection action: 1 = reject, for each of the ``n_parts`` images shown."""
+        action = np.zeros(self.max_parts, dtype=np.int8)
+        n = int(observation["n_parts"])
+        if n:
+            action[:n] = self.p_defect(observation["images"][:n]) >= self.reject_threshold
+        return action

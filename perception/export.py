@@ -1,0 +1,90 @@
+"""Deploy the defect CNN: ONNX export, onnxruntime inference and INT8 post-training quantization.
+
+The ONNX graph takes float images (n, 3, H, W) in [0, 1] with a dynamic batch and returns logits.
+INT8 uses onnxruntime's static quantization (QDQ, per-channel weights, activation ranges calibrated
+on rendered parts), the usual route for a CNN on a CPU. Whether it pays off depends on the CPU: on
+one without VNNI instructions the int8 convolutions can be slower than the fp32 ones. The benchmark
+(benchmarks/defect_cnn.py) measures FP32 torch, FP32 ONNX and INT8 ONNX side by side, and the
+runtime uses whichever format the caller names.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from environments.errors import ShopfloorInputError
+from perception.defect_cnn import DefectCNN
+
+
+def export_onnx(model: DefectCNN, path: str | os.PathLike, opset: int = 17) -> Path:
+    """Write the model as ONNX with a dynamic batch axis. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = model.dims.image_size
+    example = torch.rand(2, 3, size, size)
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but still the simplest for a plain CNN
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "n"}, "logits": {0: "n"}}, opset_version=opset, dynamo=False)
+    model.to(memory_format=torch.channels_last)
+    return path
+
+
+class _Calibration:
+    """onnxruntime CalibrationDataReader over a few batches of images."""
+
+    def __init__(self, images: np.ndarray, batch_size: int = 64):
+        self.batches = iter([{"images": _to_nchw(images[a:a + batch_size])} for a in range(0, len(images), batch_size)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, calibration_images: np.ndarray) -> Path:
+    """Static INT8 quantization of an exported model, calibrated on uint8 images (n, H, W, 3)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out_path = Path(out_path)
+    pre = out_path.with_suffix(".pre.onnx")
+    quant_pre_process(str(onnx_path), str(pre))
+    quantize_static(str(pre), str(out_path), _Calibration(calibration_images), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+    pre.unlink(missing_ok=True)
+    return out_path
+
+
+def _to_nchw(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+
+class OnnxClassifier:
+    """Class probabilities from an ONNX defect CNN (FP32 or INT8) with onnxruntime on the CPU."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 2):
+        import onnxruntime as ort
+
+        if not Path(path).is_file():
+            raise ShopfloorInputError(f"ONNX model {str(path)!r} does not exist; allowed: a file written by export_onnx.")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ShopfloorInputError(f"{str(path)!r} is not a valid ONNX model ({str(e).splitlines()[0][:120]}).") from None
+
+    def class_probs(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        out = []
+        for a in range(0, len(images), batch_size):
+            logits = self.session.run(None, {"images": _to_nchw(images[a:a + batch_size])})[0]
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            out.append(e / e.sum(axis=1, keepdims=True))
+        return np.concatenate(out) if out else np.zeros((0, 7), np.float32)

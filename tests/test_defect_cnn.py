@@ -1,0 +1,169 @@
+"""The defect CNN: reproducible training, the shipped weights against the bars at small scale, heat maps,
+ONNX and INT8 export, bad image files, `shopfloor inspect`, and the agent in a plant run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from agents.runtime import start_local_run
+from environments.errors import ShopfloorInputError
+from environments.parts import PartSpec, render_part
+from environments.scenario import Scenario
+from perception.datasets import EVAL_SHIFT, render_dataset
+from perception.defect_cnn import SHIPPED_CNN, CNNInspector, load_checkpoint
+from perception.export import OnnxClassifier, export_onnx, quantize_int8
+from perception.image_io import load_image
+from perception.metrics import inspection_metrics, threshold_for_false_alarm
+from perception.train_defect_cnn import DefectCNNTrainConfig, predict_probs, train_defect_cnn
+
+ROOT = Path(__file__).resolve().parents[1]
+HELD_OUT_SEED = 777_001  # not a training, validation or benchmark dataset seed
+# The shipped weights are being trained (issue 4 in progress); these tests run as soon as they ship.
+needs_weights = pytest.mark.skipif(not SHIPPED_CNN.is_file() or not (ROOT / "perception/weights/parts_clip").is_dir(),
+                                   reason="perception/weights/ not shipped yet")
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return render_dataset(700, 64, HELD_OUT_SEED, EVAL_SHIFT, keep_masks=True)
+
+
+def test_training_is_reproducible_and_writes_metrics(tmp_path):
+    cfg = DefectCNNTrainConfig(seed=3, n_train=256, n_val=64, epochs=1, batch_size=64, workers=1)
+    m1 = train_defect_cnn(cfg, tmp_path / "a.pt")
+    train_defect_cnn(cfg, tmp_path / "b.pt")
+    a, b = torch.load(tmp_path / "a.pt", weights_only=True), torch.load(tmp_path / "b.pt", weights_only=True)
+    assert a["reject_threshold"] == b["reject_threshold"]
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    metrics = json.loads((tmp_path / "a.metrics.json").read_text())
+    assert metrics["config"]["seed"] == 3 and len(metrics["history"]) == 1
+    assert set(m1["validation"]) >= {"accuracy", "defect_escape_rate", "false_alarm_rate", "auroc", "per_class"}
+
+
+@needs_weights
+def test_shipped_weights_meet_the_bars_at_small_scale(held_out):
+    assert SHIPPED_CNN.stat().st_size <= 10 * 2**20
+    model, ckpt = load_checkpoint()
+    assert "shopfloor train defect-cnn" in ckpt["meta"]["command"]
+    m = inspection_metrics(held_out.labels, predict_probs(model, held_out.images), ckpt["reject_threshold"])
+    # the bars on 5,000 parts are accuracy >= 0.97, escape <= 0.005 at false alarm <= 0.02 (benchmarks/);
+    # 700 parts carry ~100 good ones, so the margins here are wider
+    assert m["accuracy"] >= 0.95, m["accuracy"]
+    assert m["false_alarm_rate"] <= 0.05 and m["defect_escape_rate"] <= 0.02, m
+    assert m["auroc"] >= 0.995
+
+
+def test_metrics_threshold_gives_at_most_the_target_false_alarms():
+    rng = np.random.default_rng(0)
+    scores = rng.random(1000)
+    thr = threshold_for_false_alarm(scores, 0.02)
+    assert (scores >= thr).mean() <= 0.02 and (scores >= np.nextafter(thr, -1) - 1e-3).mean() > 0.02
+
+
+@needs_weights
+def test_heat_map_points_at_the_defect(held_out):
+    inspector = CNNInspector()
+    probs = inspector.class_probs(held_out.images)
+    found = (held_out.labels > 0) & (probs.argmax(1) == held_out.labels)
+    found &= held_out.masks.reshape(len(held_out), -1).sum(1) >= 12  # defects big enough to localise
+    maps = inspector.heatmaps(held_out.images[found][:60])
+    masks = held_out.masks[found][:60]
+    assert maps.shape == masks.shape and maps.min() >= 0 and maps.max() <= 1
+    inside = np.array([m[k].mean() for m, k in zip(maps, masks)])
+    outside = np.array([m[~k].mean() for m, k in zip(maps, masks)])
+    assert (inside > outside).mean() >= 0.8, (inside > outside).mean()
+    good = held_out.images[(held_out.labels == 0) & (probs[:, 0] > 0.99)][:5]
+    assert np.all(inspector.heatmaps(good) == 0)  # nothing to show on a part called good
+
+
+@needs_weights
+def test_onnx_and_int8_agree_with_torch(tmp_path, held_out):
+    model, _ = load_checkpoint()
+    path = export_onnx(model, tmp_path / "cnn.onnx")
+    images = held_out.images[:200]
+    p_torch = predict_probs(model, images)
+    p_onnx = OnnxClassifier(path).class_probs(images)
+    assert np.abs(p_torch - p_onnx).max() < 1e-4
+    int8 = quantize_int8(path, tmp_path / "cnn.int8.onnx", held_out.images[200:328])
+    p_int8 = OnnxClassifier(int8).class_probs(images)
+    assert int8.stat().st_size < 0.5 * path.stat().st_size
+    assert (p_int8.argmax(1) == p_torch.argmax(1)).mean() >= 0.95
+
+
+def _bad_files(tmp: Path) -> dict[str, Path]:
+    files = {"empty": tmp / "empty.png", "text": tmp / "notes.png", "truncated": tmp / "truncated.png",
+             "huge": tmp / "huge.png"}
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("this is not an image\n")
+    part = render_part(PartSpec("gear", "steel", defect="crack"), seed=1, size=128).image
+    Image.fromarray(part).save(tmp / "whole.png")
+    files["truncated"].write_bytes((tmp / "whole.png").read_bytes()[:700])
+    Image.new("L", (8000, 6250)).save(files["huge"])  # 50 megapixels
+    return files
+
+
+@pytest.mark.parametrize("kind, words", [("empty", "empty"), ("text", "not an image"), ("truncated", "corrupt"),
+                                         ("huge", "megapixels")])
+def test_bad_image_files_get_a_one_line_error(tmp_path, kind, words):
+    path = _bad_files(tmp_path)[kind]
+    with pytest.raises(ShopfloorInputError) as err:
+        load_image(path)
+    message = str(err.value)
+    assert words in message and "allowed" in message and "\n" not in message
+
+
+@needs_weights
+def test_inspect_cli_reports_each_file_and_exits_2_on_bad_ones(tmp_path):
+    bad = _bad_files(tmp_path)
+    crack = tmp_path / "crack.png"
+    good = tmp_path / "good.jpg"
+    Image.fromarray(render_part(PartSpec("plate", "brass", defect="crack"), seed=5, size=64).image).save(crack)
+    Image.fromarray(render_part(PartSpec("cap", "plastic", "blue"), seed=6, size=96).image).save(good, quality=95)
+    res = subprocess.run([sys.executable, "-m", "cluster.cli", "inspect", str(crack), str(bad["text"]), str(good),
+                          str(bad["huge"]), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["file"] for r in rows] == [str(crack), str(bad["text"]), str(good), str(bad["huge"])]
+    assert rows[0]["defect"] == "crack" and rows[0]["p_defect"] > 0.5
+    assert rows[2]["defect"] == "good" and rows[2]["p_defect"] < 0.5
+    for row in (rows[0], rows[2]):
+        assert set(row) == {"file", "defect", "p_defect", "clip_labels"} and len(row["clip_labels"]) == 3
+        assert all(isinstance(label, str) and 0 <= score <= 1 for label, score in row["clip_labels"])
+    assert "not an image" in rows[1]["error"] and "megapixels" in rows[3]["error"]
+    errors = res.stderr.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
+    assert "Traceback" not in res.stderr
+
+
+@needs_weights
+def test_inspection_agent_in_a_run_catches_defects_and_answers_a_query():
+    sc = Scenario.model_validate({
+        "name": "inspect", "duration_h": 2.0, "fleet": {"road": {"n_nodes": 36, "size_km": 5}, "n_vehicles": 2},
+        "agents": {"inspection": {"policy": "cnn", "clip": "shipped"}},
+        "events": [{"type": "voice", "at_min": 100, "query": "parts with a crack"}],
+    })
+    run, board = start_local_run(sc, 4, None)
+    while not run.done:
+        run.step()
+    kpis = run.kpis()
+    verdicts = board.read(["perception/verdict"], 0)
+    answers = board.read(["answer/parts"], 0)
+    board.close()
+    assert kpis["deadline_misses"] == 0
+    defective = sum(1 for true, _ in run.inspections if true)
+    assert defective >= 3
+    assert kpis["defect_escape_rate"] <= 0.34 and kpis["false_alarm_rate"] <= 0.1
+    assert {v.value["defect"] for v in verdicts if v.value["reject"]} <= {
+        "scratch", "crack", "dent", "stain", "missing_hole", "burr"}
+    assert len(answers) == 1
+    answer = answers[0].value
+    assert answer["text"] == "parts with a crack" and len(answer["results"]) == 10
+    assert answer["history_size"] == len(verdicts)
+    assert {r["part_id"] for r in answer["results"]} <= {int(v.key) for v in verdicts}
