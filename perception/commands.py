@@ -56,6 +56,12 @@ DEFECT_WORDS: dict[str, str] = {"scratch": "scratch", "scratches": "scratch", "s
 _CONFIRM = {"confirm", "confirmed", "yes", "yes confirm", "affirmative", "do it", "yes do it", "go ahead",
             "confirm that", "i confirm"}
 _CANCEL = {"cancel", "cancel that", "abort", "no", "never mind", "nevermind", "forget it", "scratch that", "no cancel"}
+_SET_VERBS = ("set", "change", "raise", "lower", "increase", "decrease", "make")
+_VERBS = _SET_VERBS + ("stop", "halt", "start", "restart", "resume", "inspect", "check", "dispatch", "send", "find",
+                       "show", "search", "list")
+# what a spoken number slot is often heard as, right after the word that takes it ("line to" = "line 2")
+_SLOT_WORDS = ("line", "station", "vehicle", "van", "truck", "order", "batch")
+_HOMOPHONES = {"to": "2", "too": "2", "for": "4", "won": "1", "free": "3", "tree": "3", "ate": "8"}
 _FILLERS = ("please", "now", "ok", "okay", "and", "so", "um", "uh", "hey", "then")
 _KEYWORDS = ("set", "change", "raise", "lower", "increase", "decrease", "stop", "halt", "start", "restart",
              "resume", "speed", "line", "station", "inspect", "check", "batch", "dispatch", "send", "order",
@@ -178,6 +184,18 @@ def snap(tokens: Sequence[str], lexicon: Iterable[str], cutoff: float = 0.8) -> 
     return out
 
 
+def _slot_homophones(tokens: list[str]) -> list[str]:
+    """"line to speed" -> "line 2 speed": a homophone of a digit right after a slot word is that digit,
+    unless a real number follows it ("line to 80 percent" keeps its "to")."""
+    out = list(tokens)
+    for k in range(1, len(out)):
+        if out[k - 1] in _SLOT_WORDS and out[k] in _HOMOPHONES:
+            nxt = out[k + 1] if k + 1 < len(out) else ""
+            if not re.fullmatch(r"\d+(\.\d+)?", nxt):
+                out[k] = _HOMOPHONES[out[k]]
+    return out
+
+
 def _number_after(tokens: list[str], keys: Iterable[str]) -> str | None:
     """The number (or name) right after one of ``keys`` ("line 2" -> "2")."""
     for k, w in enumerate(tokens[:-1]):
@@ -216,8 +234,16 @@ def parse_command(text: str, vocab: Vocabulary = Vocabulary()) -> ParsedCommand:
         return ParsedCommand("confirm", text=joined)
     if joined in _CANCEL:
         return ParsedCommand("cancel", text=joined)
+    tokens = _slot_homophones(tokens)
+    joined = " ".join(tokens)
+    # the recogniser often adds a word or two in front ("it is inspect ..."): the verb may come late
+    start = next((k for k, w in enumerate(tokens[:4]) if w in _VERBS), 0)
+    tokens = tokens[start:]
     while len(tokens) > 1 and tokens[0] in _FILLERS:
         tokens = tokens[1:]
+    while len(tokens) > 1 and tokens[-1] in _VERBS:  # a trailing restart of the phrase ("..., find")
+        tokens = tokens[:-1]
+    joined = " ".join(tokens)
     verb = tokens[0]
 
     # query: "find / show (me) / search (for) / list ..." -> the rest is the subject for CLIP
@@ -276,7 +302,8 @@ def parse_command(text: str, vocab: Vocabulary = Vocabulary()) -> ParsedCommand:
             slots["vehicle"] = int(vehicle)
         return ParsedCommand("dispatch", slots, joined)
 
-    if verb in ("set", "change", "raise", "lower", "increase", "decrease", "make"):
+    named_target = any(re.search(rf"\b{p}\b", joined) for p in vocab.targets)
+    if verb in _SET_VERBS or (named_target and re.search(r"\bto \d", joined)):  # "reactor temperature to 80"
         for phrase, (target, unit) in sorted(vocab.targets.items(), key=lambda kv: -len(kv[0])):
             if re.search(rf"\b{phrase}\b", joined):
                 after = joined.index(phrase) + len(phrase)

@@ -88,6 +88,13 @@ def test_converter_rejects_foreign_files(tmp_path):
     ("Yes, do it.", "confirm", {}), ("never mind", "cancel", {}),
     ("what a nice day", "none", {}), ("set temperature", "none", {}), ("dispatch vehicle 9", "none", {}),
     ("stop line seven", "none", {}),
+    # slips tiny.en made on espeak-ng speech (benchmarks/voice.py)
+    ("at reactor temperature, to 92 degrees,", "set_setpoint", {"target": "jacket_temperature", "value": 92.0,
+                                                                "unit": "C"}),
+    ("Set line to speed to 70%,", "change_speed", {"line": "2", "percent": 70.0}),
+    ("It is inspect, welding for cracks,", "inspect", {"station": "welding", "defect": "crack"}),
+    ("Find gears with stains, find", "query", {"subject": "gears with stains"}),
+    ("the line to stop", "none", {}),
 ])
 def test_grammar(text, intent, slots):
     vocab = Vocabulary(lines=("1", "2"), stations=("1", "2", "3", "welding"), n_vehicles=3)
