@@ -23,7 +23,7 @@ ACTUATORS = ("process", "pacing", "dispatch", "inspection")
 # The settings an operator may name, per actuator, in engineering units.
 OPERATOR_SETTINGS = {
     "process": ("jacket_setpoint_c", "pressure_setpoint_bar"),
-    "pacing": ("release_per_h", "speed_factor"),
+    "pacing": ("release_per_h", "speed_factor", "resume"),  # resume: drop the standing command
     "dispatch": ("hold",),
 }
 
@@ -79,9 +79,13 @@ def validate_operator_command(actuator: str, settings: dict) -> dict:
         if key not in allowed:
             raise ShopfloorInputError(f"operator command for {actuator}: unknown setting {key!r}; allowed: "
                                       f"{', '.join(allowed)}")
-        if key == "hold":
+        if key in ("hold", "resume"):
             if not isinstance(value, bool):
-                raise ShopfloorInputError(f"operator command for {actuator}: hold = {value!r}; allowed: true or false")
+                raise ShopfloorInputError(f"operator command for {actuator}: {key} = {value!r}; allowed: true or "
+                                          "false")
+            if key == "resume" and len(settings) > 1:
+                raise ShopfloorInputError(f"operator command for {actuator}: resume stands alone; allowed: "
+                                          "{resume: true} or other settings")
         elif not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
             raise ShopfloorInputError(f"operator command for {actuator}: {key} = {value!r}; allowed: a number")
     return settings

@@ -4,7 +4,8 @@ Each tick, after the other agents have posted, it reads the controllers' ``propo
 operator's ``command/<unit>`` and the plant state, and for every unit posts ``action/<unit>``:
 
 1. Arbitration (`agents.arbitration`): an operator command outranks a controller proposal. A command
-   stands until the operator gives another for the same unit; a fresh command that meets a proposal in
+   stands until the operator gives another for the same unit (``{"resume": true}`` hands the unit
+   back to its controller); a fresh command that meets a proposal in
    the same tick is a conflict, posted to ``meta/conflict``.
 2. A unit with no proposal this tick (its agent missed the deadline or is restarting) gets its safe
    default: the process holds its setpoints, the line keeps its last safe pacing, the fleet assigns
@@ -42,7 +43,11 @@ class SafetyAgent:
         for e in inbox:
             if e.topic.startswith("command/"):
                 fresh[e.topic.split("/", 1)[1]] = e.value
-        self.standing.update(fresh)
+        for unit, settings in fresh.items():
+            if settings.get("resume"):  # the operator hands the unit back to its controller
+                self.standing.pop(unit, None)
+            else:
+                self.standing[unit] = settings
         process_obs = latest(inbox, "state/process")
         dispatch_state = latest(inbox, "state/dispatch")
         parts = latest(inbox, "perception/parts")
