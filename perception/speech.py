@@ -12,8 +12,11 @@ The fast path (``SpeechRecognizer.transcribe``). A command lasts seconds, but Wh
 windows: 1,500 audio positions whatever the speech. Here the encoder sees only the command's frames
 plus a short silence margin (the positional embedding is sliced, as whisper.cpp's ``audio_ctx``
 does), decoding is greedy without timestamps, with a key/value cache, and stops at end-of-text. The
-plant's vocabulary goes in as a previous-text prompt (Whisper's ``initial_prompt``), which biases the
-decoder toward "reactor" rather than "re-actor" without constraining it.
+plant's vocabulary can go in as a previous-text prompt (Whisper's ``initial_prompt``), which biases the
+decoder toward "inspect" rather than "in back". It is off by default: on espeak-ng speech a word-list
+prompt also turned "stop the line" into "start the line" and made greedy decoding repeat itself, and
+the grammar's fuzzy snapping (``perception.commands``) corrects slips after decoding without that
+risk; benchmarks/voice.py measures both.
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ from perception.audio_io import SAMPLE_RATE
 
 DEFAULT_MODEL = "tiny.en"
 HOP = 160  # samples per mel frame at 16 kHz
-MARGIN_S = 0.5  # silence appended after the command: the encoder needs a little context past the last word
+# Silence around the command. Whisper was trained on speech with pauses around it: with none in front,
+# tiny.en dropped the "s" of "stop" ("top the line", or worse "start the line"); with too little after
+# it, greedy decoding repeated the command. 0.3 s before and 1.0 s after fixed both on espeak-ng speech.
+LEAD_S = 0.3
+MARGIN_S = 1.0
 MAX_TOKENS = 64  # a spoken command is at most ~20 words
 TOKENS_PER_S = 6.0  # a ceiling on the text rate of speech, in tokens per second of audio
 
@@ -157,6 +164,7 @@ class SpeechRecognizer:
         import whisper
 
         n_ctx = self.model.dims.n_audio_ctx
+        audio = np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), audio])
         if self.shorten_context:
             n_samples = len(audio) + int(MARGIN_S * SAMPLE_RATE)
             n_frames = min(2 * n_ctx, 2 * int(np.ceil(n_samples / HOP / 2)))  # even: conv2 halves it

@@ -183,3 +183,29 @@ def test_load_whisper_resolves_path_then_cache_then_offline_package(tmp_path, mo
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ShopfloorInputError, match="not a Whisper checkpoint"):
         load_whisper(tmp_path / "junk.pt")
+
+
+def test_voice_cli_answers_each_file_and_exits_2_on_unreadable_ones(tmp_path):
+    import json
+    import os
+    import sys
+
+    stop = _speak(tmp_path / "stop.wav", "stop the line")
+    confirm = _speak(tmp_path / "confirm.wav", "confirm")
+    hot = _speak(tmp_path / "hot.wav", "set reactor temperature to two hundred degrees")
+    sf.write(tmp_path / "silent.wav", np.zeros(8000, np.float32), 16000)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    files = [stop, confirm, hot, tmp_path / "silent.wav", tmp_path / "empty.wav"]
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-m", "cluster.cli", "voice", *map(str, files), "--json"], cwd=root,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "SHOPFLOOR_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert res.returncode == 2, res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["file"] for r in rows] == list(map(str, files))
+    assert rows[0]["intent"] == "stop_line" and not rows[0]["accepted"] and "confirm" in rows[0]["reason"]
+    assert rows[1]["intent"] == "confirm" and rows[1]["accepted"]
+    assert rows[2]["intent"] == "set_setpoint" and not rows[2]["accepted"] and "20..130 C" in rows[2]["reason"]
+    assert rows[3]["intent"] == "none" and "silent" in rows[3]["reason"]
+    assert "empty" in rows[4]["error"] and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [f"error: {rows[4]['error']}"]
