@@ -42,7 +42,10 @@ from perception.metrics import inspection_metrics  # noqa: E402
 from perception.train_defect_cnn import predict_probs  # noqa: E402
 
 TEST_SEED = 20_261_123  # no training or validation set uses it (see train_defect_cnn.dataset_seeds)
-OTHER_SHIFTS = ("nominal", "shifted:blur", "shifted:pose", "shifted:background", "shifted:all")
+# the bar's condition at lower severities (how fast quality falls as the light dims and noise rises),
+# the training distribution, and the shifts training never randomises
+OTHER_SHIFTS = ("nominal", "randomized", "shifted:lighting+noise@0.25", "shifted:lighting+noise@0.5",
+                "shifted:lighting+noise@0.75", "shifted:blur", "shifted:pose", "shifted:background", "shifted:all")
 
 
 def _rate(fn, images: np.ndarray, batch: int) -> float:

@@ -31,7 +31,7 @@ def defect_cnn(
         "perception/weights/defect_cnn.pt"),
     n_train: Annotated[int, typer.Option(min=1, help="Rendered training images.")] = 24_000,
     n_val: Annotated[int, typer.Option(min=1, help="Rendered validation images.")] = 3_000,
-    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    epochs: Annotated[int, typer.Option(min=1)] = 12,
     image_size: Annotated[int, typer.Option(min=32, max=256, help="Image side in pixels.")] = 64,
     quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 700 images, 1 epoch.")] = False,
 ) -> None:
@@ -59,14 +59,19 @@ def clip(
     seed: Annotated[int, typer.Option(help="Seed of the data, the initialisation and the batches.")] = 0,
     out: Annotated[Path, typer.Option(help="open_clip local-dir checkpoint directory to write.")] = Path(
         "perception/weights/parts_clip"),
+    defect_cnn: Annotated[str, typer.Option(
+        help="Defect CNN checkpoint whose convolutions start (and stay locked in) the image tower; "
+             "'shipped' is perception/weights/defect_cnn.pt, 'none' trains the tower from scratch.")] = "shipped",
     quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks).")] = False,
 ) -> None:
     """Train the parts CLIP contrastively on rendered parts and captions, holding some combinations out."""
     from perception.train_clip import CLIPTrainConfig, train_clip
 
-    cfg = CLIPTrainConfig(seed=seed)
+    init = None if defect_cnn.lower() == "none" else defect_cnn
+    cfg = CLIPTrainConfig(seed=seed, vision_init=init)
     if quick:
-        cfg = CLIPTrainConfig(seed=seed, n_train=512, n_val=64, n_val_held_out=64, epochs=1, batch_size=128)
+        cfg = CLIPTrainConfig(seed=seed, n_train=512, n_val=64, n_val_held_out=64, epochs=1, batch_size=128,
+                              vision_init=init)
     with StagedProgress() as progress:
         metrics = train_clip(cfg, out, progress, command=_command_line())
     console.print_json(data={k: v for k, v in metrics.items() if not isinstance(v, (list, dict)) or k == "validation"})

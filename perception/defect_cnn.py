@@ -1,14 +1,17 @@
-"""The defect CNN: a compact convolutional classifier of the defect type, with class-activation heat maps.
+"""The defect CNN: a compact convolutional classifier of the defect type, with defect heat maps.
 
-Five conv-BN-ReLU layers (a stride-1 first layer at full resolution, which one-pixel scratches and
-cracks need: a stride-2 stem learned far slower in our trials), three stride-2 stages, global *max*
-pooling (a defect is a small local event; averaging over the part dilutes it, and with average
-pooling training stalled near 45 % accuracy), and one linear layer over ``DEFECT_TYPES`` (class 0 = good).
-The class activation map (CAM) of a class is the linear head applied at every position of the last
-feature grid: the heat map costs one einsum, no extra training.
+Each image is first standardised per channel (``standardize``: lighting scales the channels, and this
+undoes it before the first layer). Then five conv-BN-ReLU layers (a stride-1 first layer at full
+resolution, which one-pixel scratches and cracks need: a stride-2 stem learned far slower in our
+trials), three stride-2 stages, global *max* pooling (a defect is a small local event; averaging over
+the part dilutes it, and with average pooling training stalled near 45 % accuracy), and one linear
+layer over ``DEFECT_TYPES`` (class 0 = good). Beside the classifier, a 1x1 convolution gives each cell
+of the last feature grid a logit per defect type; it is trained against the renderer's defect masks
+(``train_defect_cnn.mask_loss``) and is the heat map.
 
-At 64 x 64 it is ~60 M multiply-adds per image; see benchmarks/defect_cnn.py for its speed here. The model takes uint8 images (n, H, W, 3) through
-``to_input``; the normalisation lives in the model, so the ONNX graph takes the same [0, 1] input.
+At 64 x 64 it is ~60 M multiply-adds per image; see benchmarks/defect_cnn.py for its speed here. The
+model takes uint8 images (n, H, W, 3) through ``to_input``; the standardisation lives in the model, so
+the ONNX graph takes the same [0, 1] input.
 """
 
 from __future__ import annotations
@@ -49,25 +52,33 @@ class DefectCNN(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*blocks)
         self.head = nn.Linear(c_in, dims.n_classes)
-        # mean/std of rendered parts, so the first layer sees roughly unit-scale input
-        self.register_buffer("pixel_mean", torch.tensor([0.40, 0.38, 0.36]).view(1, 3, 1, 1))
-        self.register_buffer("pixel_std", torch.tensor([0.20, 0.20, 0.20]).view(1, 3, 1, 1))
+        # Per-cell defect-type logits on the last feature grid, trained against the renderer's defect
+        # masks (see train_defect_cnn); they are also the heat map.
+        self.segment = nn.Conv2d(c_in, dims.n_classes - 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (n, n_classes) for images (n, 3, H, W) scaled to [0, 1]."""
-        f = self.features((x - self.pixel_mean) / self.pixel_std)
+        f = self.features(standardize(x))
         return self.head(f.amax(dim=(2, 3)))
 
-    def logits_and_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and class activation maps (n, n_classes, h, w) on the last feature grid."""
-        f = self.features((x - self.pixel_mean) / self.pixel_std)
-        cam = torch.einsum("nchw,kc->nkhw", f, self.head.weight) + self.head.bias.view(1, -1, 1, 1)
-        return cam.mean(dim=(2, 3)), cam
+    def logits_and_segments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits (n, n_classes) and defect-type logits per cell of the last feature grid
+        (n, n_classes - 1, h, w; channel k - 1 is defect class k)."""
+        f = self.features(standardize(x))
+        return self.head(f.amax(dim=(2, 3))), self.segment(f)
+
+
+def standardize(x: torch.Tensor) -> torch.Tensor:
+    """Per image and channel, zero mean and unit variance: a brighter or dimmer light, or a warmer or
+    cooler one, scales each channel, and this undoes it before the first layer sees the image."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True)
+    return (x - mean) / (std + 1e-3)
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
     """uint8 images (n, H, W, 3) -> float tensor (n, 3, H, W) in [0, 1], channels-last in memory."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    x = torch.from_numpy(np.require(images, requirements=("C", "W"))).permute(0, 3, 1, 2).float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last)
 
 
@@ -165,13 +176,16 @@ class CNNInspector:
 
     @torch.inference_mode()
     def heatmaps(self, images: np.ndarray) -> np.ndarray:
-        """Where the model sees the predicted defect: (n, H, W) float in [0, 1] (zeros for parts it calls good)."""
+        """Where the model sees the predicted defect: (n, H, W) float in [0, 1] (zeros for parts it calls good).
+
+        The map is the probability, per cell of the last feature grid, that the cell holds the predicted
+        defect type (the head trained against the renderer's masks), upsampled to the image.
+        """
         images = self._prepare(np.asarray(images, dtype=np.uint8))
-        logits, cam = self.model.logits_and_cam(to_input(images))
-        defect = logits[:, 1:].argmax(dim=1) + 1
-        maps = cam[torch.arange(len(images)), defect].clamp(min=0)
+        logits, segments = self.model.logits_and_segments(to_input(images))
+        channel = logits[:, 1:].argmax(dim=1)  # segment channel k is defect class k + 1
+        maps = torch.sigmoid(segments[torch.arange(len(images)), channel])
         maps = F.interpolate(maps[:, None], size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
-        maps = maps / maps.flatten(1).max(dim=1).values.clamp(min=1e-6).view(-1, 1, 1)
         called_good = (1.0 - F.softmax(logits, dim=1)[:, 0]) < self.reject_threshold
         maps[called_good] = 0.0
         return maps.numpy()
