@@ -3,28 +3,57 @@
 The model is a plain open_clip ``CLIP`` registered as ``"shopfloor-parts-clip"`` (``register_model_config``)
 and shipped in open_clip's ``local-dir:`` layout (``open_clip_config.json`` + ``open_clip_model.safetensors``),
 so ``open_clip.create_model_from_pretrained("local-dir:perception/weights/parts_clip")`` loads it
-without this module. ``load_clip`` is the one entry point: the shipped weights, any ``local-dir:``,
+once this module is imported (its image tower is a timm model registered here). ``load_clip`` is the one entry point: the shipped weights, any ``local-dir:``,
 or an open_clip ``name[:tag]`` (downloaded by open_clip, so that needs internet).
 
-Architecture (chosen by measurement; figures from ``perception/train_clip.py`` pilots on this machine)
-------------------------------------------------------------------------------------------------------
+Architecture (chosen by measurement on this 2-core machine)
+-----------------------------------------------------------
 ==============  ==================================================================================
 images          64 x 64 RGB (the inspection camera's size; other sizes are resized), normalised with
                 the renderer's pixel mean/std
-vision tower    ``MODEL_CFG["vision_cfg"]``; see ``VISION_CHOICE`` below for the candidates measured
+vision tower    ``DefectTrunk`` (timm name ``shopfloor_defect_trunk``): the defect CNN's five conv
+                layers, started from the trained defect CNN and locked while CLIP trains (LiT,
+                Zhai et al. 2022), then a trainable conv layer, max + mean pooling and the image's
+                colour statistics, projected to the embedding (0.57 M parameters, 0.18 M of them trained)
 text tower      open_clip's causal text transformer, width 64, 2 layers, 2 heads, context 32 tokens
-                (the longest caption or prompt is ~20 BPE tokens; 77 would triple the text cost)
+                (the longest caption or prompt is ~20 BPE tokens; 77 would cost 2.5x more)
 tokenizer       open_clip's standard BPE ``SimpleTokenizer`` (vocab 49,408): any query tokenises,
                 no tokenizer files to ship, and ``open_clip.get_tokenizer("local-dir:...")`` works
 embedding       128-d, cosine similarity, learnable temperature (``logit_scale``)
 ==============  ==================================================================================
 
+Vision towers measured (``VISION_CHOICE`` and timm models via ``timm_model_name``), training ms per
+64 px image at batch 128, two threads, idle machine, channels-last; and how fast each learns the
+defect type (supervised probe: defect-type accuracy at ``EVAL_SHIFT`` after 2,500 steps of 64
+domain-randomised images, chance = 0.14):
+
+=============================  ==========  =========  ==============================================
+tower                          parameters  ms/image   probe accuracy
+=============================  ==========  =========  ==============================================
+ModifiedResNet w8 (chosen)     0.36 M      1.5        0.33
+timm test_byobnet              0.23 M      1.3        0.26
+timm test_resnet               0.38 M      2.3        at 156 steps all of these were still at chance
+ModifiedResNet w16             1.36 M      ~3.3 *     (0.15-0.20), so they were not run longer
+ViT p8 w96 l4 / w128 l4        0.48/0.84 M ~4.7/~7.5 *
+timm mobilenetv3/lcnet/ghost   0.8-1.7 M   2-7x slower (depthwise convolutions are slow on this CPU)
+=============================  ==========  =========  ==============================================
+
+(* scaled from a measurement under load, relative to ModifiedResNet w8 in the same run.)
+Learning the defect features, not the text, is what limits a CLIP trained from scratch here: the
+best of these, ModifiedResNet w8 trained contrastively for 4 epochs of 40,000 parts (16 minutes),
+reached 0.22 zero-shot defect-type accuracy on validation and 0.00 on the held-out combinations.
+The defect CNN learns those features with the masks' help (``perception/train_defect_cnn.py``);
+reusing its convolutions, locked, lets the 20-minute CLIP budget go to aligning the text with them.
+The price: the held-out combinations are held out of CLIP's training, not of the defect CNN's, so
+the zero-shot figure on them measures how the *language* side generalises, not the vision side.
+
 The 49k-token embedding. With the standard vocabulary the token table is ``49,408 x width``
-parameters, while the captions use ~200 distinct tokens. Measured on this machine (one text step,
-batch 128, one thread): width 128 / 3 layers costs 640 ms frozen and 710 ms with a dense, trainable
-table (AdamW touches all 6.3 M rows each step); width 64 / 2 layers costs 150 ms frozen and 195 ms
-dense. So: width 64 (the text is a small closed grammar; wider buys nothing we measured), the table
-trained with *sparse* gradients (``nn.Embedding(sparse=True)`` + ``SparseAdam`` during training only:
+parameters, while the captions use ~200 distinct tokens. Measured on this machine (one text-tower
+training step, batch 128, context 32, one thread under load): width 128 / 3 layers costs 640 ms with
+the table frozen, 710 ms with it dense and trainable (AdamW touches all 6.3 M rows every step) and
+605 ms with sparse gradients; width 64 / 2 layers costs 150 ms frozen and 195 ms dense (idle, two
+threads: 99 and 129 ms). At width 128 the text step alone would cost 2x the vision tower's step.
+So: width 64, the table trained with *sparse* gradients (``nn.Embedding(sparse=True)`` + ``SparseAdam`` during training only:
 only the rows a batch uses are updated, as cheap as freezing it), and the checkpoint stored in
 float16 (the 3.2 M-parameter table alone would be 12.6 MB in float32; in float16 the whole model
 fits the 10 MB budget). The model in memory is rounded to float16 values before saving, so what
@@ -77,8 +106,12 @@ VISION_CHOICE: dict[str, dict] = {
     "modified-resnet-w16": {"image_size": IMAGE_SIZE, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
     "timm-test-resnet": {"image_size": IMAGE_SIZE, "timm_model_name": "test_resnet", "timm_pool": "avg",
                          "timm_proj": "linear"},
+    # the defect CNN's convolutional trunk (registered with timm below), initialised from the trained
+    # defect CNN and locked during contrastive training (LiT): see perception/train_clip.py
+    "defect-cnn-trunk": {"image_size": IMAGE_SIZE, "timm_model_name": "shopfloor_defect_trunk", "timm_pool": "",
+                         "timm_proj": ""},  # "": the trunk's own head maps to the embedding
 }
-VISION_TOWER = "modified-resnet-w8"
+VISION_TOWER = "defect-cnn-trunk"
 
 MODEL_CFG: dict = {
     "embed_dim": 128,
@@ -134,16 +167,91 @@ def defect_prompts(defect: str, nouns: Iterable[str], templates: Sequence[str] =
 
 
 # --------------------------------------------------------------------------------------------------
+# The defect CNN's trunk as an open_clip vision tower
+# --------------------------------------------------------------------------------------------------
+class DefectTrunk(torch.nn.Module):
+    """The defect CNN's convolutions, then a trainable part: one conv layer, max and mean pooling, the
+    image's colour statistics, and a linear map to the embedding.
+
+    The defect CNN standardises each image per channel (so lighting does not move its features), which
+    also removes the absolute colour the captions name ("red painted brackets"); the per-channel mean
+    and spread of the input put it back. ``features`` has the defect CNN's layout, so its weights load
+    as they are (``load_defect_features``).
+    """
+
+    def __init__(self, embed_dim: int = 128):
+        super().__init__()
+        from perception.defect_cnn import DefectCNN
+
+        self.features = DefectCNN().features
+        width = self.features[-3].out_channels
+        self.adapt = torch.nn.Sequential(torch.nn.Conv2d(width, width, 3, 1, 1, bias=False),
+                                         torch.nn.BatchNorm2d(width), torch.nn.ReLU(inplace=True))
+        self.proj = torch.nn.Linear(2 * width + 6, embed_dim)
+
+    def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The (locked) defect-CNN feature map of normalised images (n, 3, H, W)."""
+        from perception.defect_cnn import standardize
+
+        return self.features(standardize(x))
+
+    def colour_stats(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+
+    def head(self, features: torch.Tensor, colour_stats: torch.Tensor) -> torch.Tensor:
+        f = self.adapt(features)
+        return self.proj(torch.cat([f.amax(dim=(2, 3)), f.mean(dim=(2, 3)), colour_stats], dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk_features(x), self.colour_stats(x))
+
+
+def shopfloor_defect_trunk(pretrained: bool = False, num_classes: int = 128, **kwargs) -> DefectTrunk:
+    """timm entry point (open_clip builds timm towers by name); ``num_classes`` is the embedding width."""
+    if pretrained:
+        raise ValueError("shopfloor_defect_trunk has no timm pretrained weights; it loads from a CLIP "
+                         "local-dir checkpoint or is initialised from a defect CNN (load_defect_features)")
+    return DefectTrunk(num_classes)
+
+
+def register_timm_tower() -> None:
+    """Register ``shopfloor_defect_trunk`` with timm (idempotent)."""
+    import timm
+    from timm.models import register_model
+
+    if "shopfloor_defect_trunk" not in timm.list_models("shopfloor_*"):
+        register_model(shopfloor_defect_trunk)
+
+
+def load_defect_features(model: torch.nn.Module, cnn_checkpoint: str | os.PathLike | None = None) -> None:
+    """Copy a trained defect CNN's convolutions (the shipped one by default) into a CLIP's DefectTrunk."""
+    from perception.defect_cnn import load_checkpoint
+
+    trunk = getattr(model.visual, "trunk", None)
+    if not isinstance(trunk, DefectTrunk):
+        raise ShopfloorInputError("this CLIP's vision tower is not the defect-CNN trunk; allowed: a model built "
+                                  "with vision 'defect-cnn-trunk'.")
+    cnn, _ = load_checkpoint(cnn_checkpoint)
+    try:
+        trunk.features.load_state_dict(cnn.features.state_dict())
+    except RuntimeError as e:
+        raise ShopfloorInputError(f"defect CNN {str(cnn_checkpoint)!r} has another layout than the CLIP trunk "
+                                  f"({str(e).splitlines()[0][:100]}); allowed: the default DefectCNNDims.") from None
+
+
+# --------------------------------------------------------------------------------------------------
 # Registration, building, saving
 # --------------------------------------------------------------------------------------------------
 def register_model_config() -> str:
     """Register ``MODEL_CFG`` with open_clip as ``MODEL_NAME`` (idempotent) and return the name.
 
     ``open_clip.add_model_config`` reads JSON files (the model name is the file stem), so the config
-    is written to a per-user temporary directory first.
+    is written to a per-user temporary directory first. The timm tower is registered too: with it,
+    ``open_clip.create_model_from_pretrained("local-dir:...")`` reads our weights directly.
     """
     import open_clip
 
+    register_timm_tower()
     if MODEL_NAME not in open_clip.list_models():
         directory = Path(tempfile.gettempdir()) / f"shopfloor-open-clip-{os.getuid()}"
         directory.mkdir(parents=True, exist_ok=True)
@@ -159,6 +267,7 @@ def build_model(model_cfg: dict | None = None, seed: int = 0) -> torch.nn.Module
     """A randomly initialised CLIP (``MODEL_CFG`` by default) with seed ``seed``."""
     import open_clip
 
+    register_timm_tower()
     torch.manual_seed(seed)
     if model_cfg is None:
         model = open_clip.create_model(register_model_config())
@@ -236,7 +345,7 @@ def load_clip(spec: str | None = None, batch_size: int = 256) -> PartsCLIP:
         if not (path / CONFIG_FILE).is_file():
             raise ShopfloorInputError(f"CLIP directory {str(path)!r} has no {CONFIG_FILE}; allowed: a directory "
                                       f"written by `shopfloor train clip` or open_clip's local-dir layout.")
-        if not any(path.glob(p) for p in ("*.safetensors", "*.bin", "*.pth")):
+        if not any(any(path.glob(p)) for p in ("*.safetensors", "*.bin", "*.pth")):
             raise ShopfloorInputError(f"CLIP directory {str(path)!r} has no weights file ({WEIGHTS_FILE}); allowed: "
                                       "a directory written by `shopfloor train clip` or open_clip's local-dir layout.")
         try:
@@ -307,7 +416,7 @@ class PartsCLIP:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ShopfloorInputError(f"images of shape {images.shape} and dtype {images.dtype} are invalid; "
                                       "allowed: an (n, H, W, 3) uint8 array.")
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.from_numpy(np.require(images, requirements=("C", "W"))).permute(0, 3, 1, 2).float().div_(255.0)
         if tuple(x.shape[2:]) != self.image_size:
             x = F.interpolate(x, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
         return (x - self._mean) / self._std

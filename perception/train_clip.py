@@ -3,9 +3,12 @@
 Recipe: render a domain-randomised training set with some (part, defect) and (colour, defect)
 combinations held out (``HELD_OUT``), caption every image afresh each epoch from a small grammar
 (``caption_variant``: the renderer's own caption, or any subset of part, material, colour, defect
-and region in varied words and templates), and train the whole open_clip CLIP with a multi-positive
-InfoNCE loss and a learnable temperature. Everything is seeded; on one machine the same seed gives
-the same weights.
+and region in varied words and templates), and train the open_clip CLIP with a multi-positive
+InfoNCE loss and a learnable temperature. The image tower's convolutions come from the trained defect
+CNN and stay locked (LiT: locked-image tuning, Zhai et al. 2022), so they are run once over the
+training images and the steps train the tower's head (one conv layer, pooling, colour statistics,
+projection) and the whole text tower: why, in ``perception/clip_model.py``. Everything is seeded; on
+one machine the same seed (and the same defect CNN) gives the same weights.
 
 Why multi-positive: a caption that names only some attributes ("a cracked gear") is true of every
 cracked gear in the batch, so plain InfoNCE would push the others away as negatives. Here the target
@@ -25,7 +28,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +38,12 @@ import torch.nn.functional as F
 from environments.errors import ShopfloorInputError
 from environments.parts import (COLOURS, DEFECT_TYPES, MATERIALS, METALS, PART_TYPES, REGIONS, PartSpec, render_part,
                                 sample_spec, valid_regions)
-from perception.clip_model import (CONFIG_FILE, DEFECT_STATES, GENERIC_NOUNS, IMAGE_SIZE, MODEL_CFG, NORMAL_STATES,
-                                   SEEN_TEMPLATES, VISION_CHOICE, VISION_TOWER, WEIGHTS_FILE, PartsCLIP, RetrievalIndex, article,
-                                   build_model, fill_template, load_clip, save_local_dir, state_phrase)
+from perception.clip_model import (CONFIG_FILE, DEFECT_STATES, GENERIC_NOUNS, IMAGE_SIZE, MODEL_CFG, MODEL_NAME,
+                                   NORMAL_STATES, SEEN_TEMPLATES, VISION_CHOICE, VISION_TOWER, WEIGHTS_FILE,
+                                   DefectTrunk, PartsCLIP, RetrievalIndex, article, build_model, fill_template,
+                                   load_clip, load_defect_features, save_local_dir, state_phrase)
 from perception.datasets import EVAL_SHIFT, PartsData, item_plan, parse_shift, render_dataset
+from perception.train_defect_cnn import dihedral
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -57,9 +62,9 @@ class CLIPTrainConfig:
     n_train: int = 36_000
     n_val: int = 1_400
     n_val_held_out: int = 700
-    epochs: int = 4
-    batch_size: int = 256
-    lr: float = 2e-3
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 3e-3
     weight_decay: float = 0.05
     warmup_frac: float = 0.05
     canonical_caption_frac: float = 0.25  # share of captions that are PartSpec.caption() verbatim
@@ -68,6 +73,9 @@ class CLIPTrainConfig:
     train_shift: str = "randomized"
     val_shift: str = "randomized"  # validation never uses the benchmark's EVAL_SHIFT
     vision: str = VISION_TOWER  # a key of clip_model.VISION_CHOICE
+    # the defect CNN checkpoint whose convolutions initialise and lock the "defect-cnn-trunk" tower
+    # (LiT): "shipped" is perception/weights/defect_cnn.pt; None trains the tower from scratch, end to end
+    vision_init: str | None = "shipped"
     embed_dim: int = 128
     text_width: int = 64
     text_layers: int = 2
@@ -312,18 +320,6 @@ def render_twins(n_scenes: int, size: int, seed: int, shift: str = "randomized",
                      seeds=np.concatenate([r[2] for r in results]) if results else np.empty(0, np.int64))
 
 
-def _dihedral(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Apply one of the 8 symmetries of the square to each image (a part on a conveyor has no up)."""
-    k = torch.randint(0, 8, (len(x),), generator=g)
-    out = x.clone()
-    for t in range(8):
-        sel = (k == t).nonzero().flatten()
-        if len(sel):
-            y = torch.rot90(x[sel], t % 4, dims=(2, 3))
-            out[sel] = y.flip(3) if t >= 4 else y
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # Evaluation (shared with benchmarks/clip_bench.py and the tests)
 # --------------------------------------------------------------------------------------------------
@@ -424,7 +420,21 @@ def _optimizers(model: torch.nn.Module, cfg: CLIPTrainConfig) -> list[torch.opti
 
 def fit(model: torch.nn.Module, tokenizer, images: np.ndarray, specs: Sequence[PartSpec], cfg: CLIPTrainConfig,
         progress: Progress, on_epoch: Callable[[int], dict] | None = None, pairs: bool = False) -> list[dict]:
-    """Train ``model`` in place on (images, specs); returns the per-epoch history."""
+    """Train ``model`` in place on (images, specs); returns the per-epoch history.
+
+    Parameters
+    ----------
+    model, tokenizer : an open_clip CLIP (with its preprocess config set) and its tokenizer.
+    images, specs : uint8 training images (n, 64, 64, 3) and what each shows.
+    cfg : the recipe (batch size, learning rate, epochs, seed, caption mix).
+    progress : called after every step with (f"epoch {e}/{E}", step, steps per epoch).
+    on_epoch : called with the model in eval mode after each epoch; its dict joins the history row.
+    pairs : items 2k and 2k + 1 are twins (``render_twins``) and are kept in the same batch.
+
+    A locked defect-CNN trunk (its ``features`` not trainable) is run once over the training images
+    (each in one random orientation of the square); the steps then train only its head and the text
+    tower, which is what makes this tower affordable here.
+    """
     g = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, 7])
     mean = torch.tensor(model.visual.preprocess_cfg["mean"]).view(1, 3, 1, 1)
@@ -440,6 +450,17 @@ def fit(model: torch.nn.Module, tokenizer, images: np.ndarray, specs: Sequence[P
     max_scale = math.log(100.0)
     history = []
     step = 0
+    trunk = getattr(model.visual, "trunk", None)
+    locked = isinstance(trunk, DefectTrunk) and not any(p.requires_grad for p in trunk.features.parameters())
+    if locked:
+        trunk.features.eval()
+        with torch.inference_mode():
+            cached = [(trunk.trunk_features(x).half(), trunk.colour_stats(x)) for x in (
+                dihedral(_to_input(images[a:a + 512], mean, std), g).contiguous(memory_format=torch.channels_last)
+                for a in range(0, n, 512))]
+        cached_features = torch.cat([c[0] for c in cached])
+        cached_stats = torch.cat([c[1] for c in cached])
+        del cached
     for epoch in range(cfg.epochs):
         model.train()
         if pairs:  # items 2k and 2k + 1 are twins (one scene, two defects): keep them in one batch
@@ -463,8 +484,12 @@ def fit(model: torch.nn.Module, tokenizer, images: np.ndarray, specs: Sequence[P
                     token_cache[t] = tokenizer([t])[0]
             tokens = torch.stack([token_cache[t] for t in unique])
             positives = torch.from_numpy(matches(codes[idx], np.stack([constraint_mask(c[1]) for c in caps])))
-            x = _dihedral(_to_input(images[idx], mean, std), g).contiguous(memory_format=torch.channels_last)
-            img = F.normalize(model.encode_image(x), dim=-1)
+            if locked:
+                trunk.features.eval()  # its batch-norm statistics stay the CNN's
+                img = F.normalize(trunk.head(cached_features[idx].float(), cached_stats[idx]), dim=-1)
+            else:
+                x = dihedral(_to_input(images[idx], mean, std), g).contiguous(memory_format=torch.channels_last)
+                img = F.normalize(model.encode_image(x), dim=-1)
             txt = F.normalize(model.encode_text(tokens), dim=-1)[torch.from_numpy(inverse)]
             loss = multi_positive_clip_loss(model.logit_scale.exp() * img @ txt.T, positives)
             for opt in opts:
@@ -527,6 +552,9 @@ def train_clip(cfg: CLIPTrainConfig = CLIPTrainConfig(), out_dir: str | os.PathL
 
     model_cfg = cfg.model_cfg()
     model = build_model(model_cfg, seed=cfg.seed)
+    if cfg.vision == "defect-cnn-trunk" and cfg.vision_init is not None:
+        load_defect_features(model, None if cfg.vision_init == "shipped" else cfg.vision_init)
+        model.visual.trunk.features.requires_grad_(False)
     tokenizer = open_clip.get_tokenizer("", context_length=model_cfg["text_cfg"]["context_length"])
     clip = PartsCLIP(model, tokenizer, "training")
 
@@ -563,7 +591,7 @@ def train_clip(cfg: CLIPTrainConfig = CLIPTrainConfig(), out_dir: str | os.PathL
         "config": asdict(cfg),
         "held_out": [list(c) for c in cfg.held_out],
         "dataset_seeds": seeds,
-        "model": {"name": "shopfloor-parts-clip", "model_cfg": model_cfg, "n_params": n_params,
+        "model": {"name": MODEL_NAME, "model_cfg": model_cfg, "n_params": n_params,
                   "n_params_token_embedding": model.token_embedding.weight.numel(),
                   "stored_dtype": "float16", "dir_bytes": _dir_size(out)},
         "timings_s": {"render": round(t_render, 1), "train": round(t_train, 1),
