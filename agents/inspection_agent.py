@@ -68,9 +68,9 @@ class InspectionAgent:
                 posts.append(Post("perception/verdict", str(part["part_id"]),
                                   {"p_defect": p, "reject": bool(rejected), "defect": verdicts[-1]},
                                   confidence=max(p, 1.0 - p)))
-            if self.history is not None:
-                self.history.add([p["part_id"] for p in parts], self.vlm.encode_images(images),
-                                 [{"tick": tick, "verdict": v} for v in verdicts])
+            if self.history is not None:  # one entry per inspection: a reworked part comes back to the station
+                self.history.add([(p["part_id"], tick) for p in parts], self.vlm.encode_images(images),
+                                 [{"part_id": p["part_id"], "tick": tick, "verdict": v} for p, v in zip(parts, verdicts)])
         posts.append(Post("proposal/inspection", "action", reject.tolist()))
         posts += self._alarm(tick)
         return posts
@@ -81,8 +81,7 @@ class InspectionAgent:
             return Post("answer/parts", query.key, {"text": text, "results": [],
                                                     "reason": "no CLIP model: agents.inspection.clip is off"})
         found = self.history.query(text, k) if text.strip() and len(self.history) else []
-        results = [{"part_id": part_id, "score": round(score, 4), **self.history.metadata(part_id)}
-                   for part_id, score in found]
+        results = [{**self.history.metadata(key), "score": round(score, 4)} for key, score in found]
         return Post("answer/parts", query.key, {"text": text, "results": results,
                                                 "history_size": len(self.history)})
 

@@ -206,7 +206,7 @@ def inspect(
                 print(json.dumps({"file": str(path), "error": str(exc)}), flush=True)
             continue
         verdict = cnn.verdicts(fit_square(image, cnn.image_size)[None])[0]
-        labels = vlm.labels(fit_square(image, vlm.image_size)[None], k=top)[0]
+        labels = vlm.labels(fit_square(image, vlm.image_size[0])[None], k=top)[0]
         row = {"file": str(path), "defect": verdict.defect, "p_defect": round(verdict.p_defect, 4),
                "clip_labels": [[label, round(float(score), 4)] for label, score in labels]}
         if json_:

@@ -91,7 +91,7 @@ class InspectionAgentConfig(AgentConfig):
     policy: str = Field("threshold", description="threshold | cnn[:<path>] | clip[:<path>]")
     reject_threshold: float | None = Field(None, ge=0, le=1, description="Reject a part when p(defect) is at least "
                                            "this; None = the threshold the inspector was calibrated with.")
-    clip: str = Field("off", min_length=1, description="CLIP that answers the operator's queries over the "
+    clip: str = Field("shipped", min_length=1, description="CLIP that answers the operator's queries over the "
                       "inspection history: shipped | off | local-dir:<path> | <name>[:<tag>]")
 
 
