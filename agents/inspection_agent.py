@@ -9,7 +9,10 @@ with the confidence) and the ``proposal/inspection`` reject flags. When the reje
 
 With a CLIP model it also embeds every inspected part into a retrieval index, and answers each
 ``query/parts`` entry ({"text", "k"}, posted by the VoiceAgent) on ``answer/parts`` with the best
-matching parts. The index is rebuilt, like everything else here, by replaying the agent's turns.
+matching parts. Parts are embedded in batches of ``index_batch`` (a batch of 32 costs half as much per
+image as one at a time, and this runs inside the tick's deadline); a query first embeds what is still
+waiting, so the answer covers every inspection so far. The index is rebuilt, like everything else
+here, by replaying the agent's turns.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from perception.clip_model import RetrievalIndex
 
 class InspectionAgent:
     def __init__(self, inspector, max_parts: int, reject_threshold: float | None = None, vlm=None,
-                 window: int = 40, alarm_factor: float = 2.0, min_alarm_rate: float = 0.08):
+                 window: int = 40, alarm_factor: float = 2.0, min_alarm_rate: float = 0.08, index_batch: int = 32):
         self.name, self.subscribes = "inspection", ("perception/parts", "query/parts")
         self.inspector, self.max_parts = inspector, max_parts
         self.reject_threshold = inspector.reject_threshold if reject_threshold is None else reject_threshold
         self.vlm = vlm
         self.history = RetrievalIndex(vlm) if vlm is not None else None
+        self.index_batch = index_batch
+        self._to_index: list[tuple[tuple[int, int], np.ndarray, dict]] = []  # inspected, not yet embedded
         self.recent: deque[int] = deque(maxlen=window)
         self.alarm_factor, self.min_alarm_rate = alarm_factor, min_alarm_rate
         self.n_seen = self.n_rejected = 0
@@ -69,17 +74,26 @@ class InspectionAgent:
                                   {"p_defect": p, "reject": bool(rejected), "defect": verdicts[-1]},
                                   confidence=max(p, 1.0 - p)))
             if self.history is not None:  # one entry per inspection: a reworked part comes back to the station
-                self.history.add([(p["part_id"], tick) for p in parts], self.vlm.encode_images(images),
-                                 [{"part_id": p["part_id"], "tick": tick, "verdict": v} for p, v in zip(parts, verdicts)])
+                self._to_index += [((p["part_id"], tick), image, {"part_id": p["part_id"], "tick": tick, "verdict": v})
+                                   for p, image, v in zip(parts, images, verdicts)]
+                if len(self._to_index) >= self.index_batch:
+                    self._flush_index()
         posts.append(Post("proposal/inspection", "action", reject.tolist()))
         posts += self._alarm(tick)
         return posts
+
+    def _flush_index(self) -> None:
+        if self._to_index:
+            keys, images, metadata = zip(*self._to_index)
+            self.history.add(list(keys), self.vlm.encode_images(np.stack(images)), list(metadata))
+            self._to_index = []
 
     def _answer(self, query: Entry) -> Post:
         text, k = str(query.value.get("text", "")), int(query.value.get("k", 10))
         if self.history is None:
             return Post("answer/parts", query.key, {"text": text, "results": [],
                                                     "reason": "no CLIP model: agents.inspection.clip is off"})
+        self._flush_index()
         found = self.history.query(text, k) if text.strip() and len(self.history) else []
         results = [{**self.history.metadata(key), "score": round(score, 4)} for key, score in found]
         return Post("answer/parts", query.key, {"text": text, "results": results,

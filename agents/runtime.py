@@ -379,21 +379,22 @@ def counters_from_entries(entries: list[Entry], phase_one: tuple[str, ...] = PHA
 
 
 def operator_log(entries: list[Entry]) -> list[dict]:
-    """Voice events with their outcomes (see ``PlantRun.operator_log``); the agents answer in the event's tick."""
+    """Voice events with their outcomes (see ``PlantRun.operator_log``). The VoiceAgent decides in the
+    event's tick; the InspectionAgent reads the search it posts, and answers, one tick later."""
     events = [e for e in entries if e.topic == "event/voice"]
     out = []
     for ev in events:
         row = {"tick": ev.tick, "event": ev.key, "audio": ev.value.get("audio"), "command": ev.value.get("command"),
                "query": ev.value.get("query")}
         for e in entries:
+            if e.topic == "answer/parts" and e.key == ev.key and e.tick >= ev.tick:
+                row.setdefault("answer", e.value)
             if e.tick != ev.tick:
                 continue
             if e.topic == "veto/voice" and e.key == ev.key:
                 row["outcome"] = f"refused: {e.value['reason']}"
             elif e.topic.startswith("command/") and e.author == "voice" and row.get("command"):
                 row.setdefault("outcome", f"accepted for {e.topic.split('/', 1)[1]}")
-            elif e.topic == "answer/parts" and e.key == ev.key:
-                row["answer"] = e.value
         out.append(row)
     return out
 

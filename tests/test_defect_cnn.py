@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from agents.runtime import start_local_run
+from agents.runtime import operator_log, start_local_run
 from environments.errors import ShopfloorInputError
 from environments.parts import PartSpec, render_part
 from environments.scenario import Scenario
@@ -178,7 +178,10 @@ def test_inspection_agent_in_a_run_catches_defects_and_answers_a_query():
     kpis = run.kpis()
     verdicts = board.read(["perception/verdict"], 0)
     answers = board.read(["answer/parts"], 0)
+    log = operator_log(board.read(["event/voice", "command/*", "veto/voice", "answer/parts"], 0))
     board.close()
+    # the report's operator table: the search, and the answer the InspectionAgent gave a tick later
+    assert [row["query"] for row in log] == ["parts with a crack"] and log[0]["answer"] == answers[0].value
     assert kpis["deadline_misses"] == 0
     defective = sum(1 for true, _ in run.inspections if true)
     assert defective >= 5
