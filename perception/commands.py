@@ -88,7 +88,8 @@ class Vocabulary:
         return list(dict.fromkeys(out))
 
     def lexicon(self) -> set[str]:
-        words = set(_KEYWORDS) | set(_NUMBER_WORDS) | {w for p in self.targets for w in p.split()}
+        # never number words: snapping "light" to "eight" would invent a value the operator did not say
+        words = set(_KEYWORDS) | {w for p in self.targets for w in p.split()}
         words |= {w for p in list(UNIT_WORDS) + [p for p in DEFECT_WORDS] for w in p.split()}
         words |= {s.lower() for s in self.stations + self.lines}
         return words

@@ -95,6 +95,7 @@ def test_converter_rejects_foreign_files(tmp_path):
     ("It is inspect, welding for cracks,", "inspect", {"station": "welding", "defect": "crack"}),
     ("Find gears with stains, find", "query", {"subject": "gears with stains"}),
     ("the line to stop", "none", {}),
+    ("Set reactor temperature to light degrees.", "none", {}),  # no value is made up from a near-miss word
 ])
 def test_grammar(text, intent, slots):
     vocab = Vocabulary(lines=("1", "2"), stations=("1", "2", "3", "welding"), n_vehicles=3)
