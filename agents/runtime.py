@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -128,6 +129,12 @@ def phase_one(scenario: Scenario) -> tuple[str, ...]:
     return PHASE_ONE
 
 
+@lru_cache(maxsize=4)
+def _loaded_clip(spec: str):
+    """A CLIP loaded once per process: an agent actor is rebuilt for every seed, the model need not be."""
+    return load_clip(None if spec == "shipped" else spec)
+
+
 def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
     """One of the scenario's agents, with the policy it names. Call after ``plant.reset()``."""
     sc = plant.scenario
@@ -139,7 +146,7 @@ def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
         return ControllerAgent(name, make_controller(name, plant), getattr(sc.agents, name).policy)
     if name == "inspection":
         clip = sc.agents.inspection.clip
-        vlm = None if clip == "off" else load_clip(None if clip == "shipped" else clip)
+        vlm = None if clip == "off" else _loaded_clip(clip)
         return InspectionAgent(make_controller("inspection", plant), plant.max_parts_per_tick,
                                sc.agents.inspection.reject_threshold, vlm)
     if name == "voice":

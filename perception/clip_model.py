@@ -404,6 +404,15 @@ class PartsCLIP:
         self._mean = torch.tensor(pp.get("mean", PIXEL_MEAN), dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(pp.get("std", PIXEL_STD), dtype=torch.float32).view(1, 3, 1, 1)
         self._class_embeddings: dict[str | None, np.ndarray] = {}
+        self._warm: set[int] = set()
+
+    def warm_up(self, batch_size: int) -> None:
+        """Encode a blank batch and a text once: torch's first call on a shape allocates and plans, which a
+        real-time caller would otherwise pay inside its first deadline. Idempotent per batch size."""
+        if batch_size not in self._warm:
+            self.encode_images(np.zeros((batch_size, *self.image_size, 3), np.uint8))
+            self.encode_texts(["a part"])
+            self._warm.add(batch_size)
 
     @property
     def logit_scale(self) -> float:
