@@ -260,3 +260,12 @@ class ShopfloorPlant(ParallelEnv):
     def close(self) -> None:
         pass
 
+
+def reject_flags(observation: dict, p_defect, max_parts: int, reject_threshold: float) -> np.ndarray:
+    """The ``inspection`` action of an inspector: reject (1) each shown part whose p(defect) reaches the
+    threshold; ``p_defect`` maps images (n, S, S, 3) to probabilities (n,). Slots past ``n_parts`` stay 0."""
+    action = np.zeros(max_parts, dtype=np.int8)
+    n = int(observation["n_parts"])
+    if n:
+        action[:n] = p_defect(observation["images"][:n]) >= reject_threshold
+    return action

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from environments.plant import reject_flags
 from perception.clip_model import PartsCLIP
 
 
@@ -28,8 +29,4 @@ class CLIPInspector:
         return 1.0 - self.class_probs(images)[:, 0] if len(images) else np.zeros(0)
 
     def act(self, observation: dict) -> np.ndarray:
-        action = np.zeros(self.max_parts, dtype=np.int8)
-        n = int(observation["n_parts"])
-        if n:
-            action[:n] = self.p_defect(observation["images"][:n]) >= self.reject_threshold
-        return action
+        return reject_flags(observation, self.p_defect, self.max_parts, self.reject_threshold)

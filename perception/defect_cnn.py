@@ -27,6 +27,7 @@ from torch import nn
 
 from environments.errors import ShopfloorInputError
 from environments.parts import DEFECT_TYPES
+from environments.plant import reject_flags
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED_CNN = WEIGHTS_DIR / "defect_cnn.pt"
@@ -192,8 +193,4 @@ class CNNInspector:
 
     def act(self, observation: dict) -> np.ndarray:
         """Plant inspection action: 1 = reject, for each of the ``n_parts`` images shown."""
-        action = np.zeros(self.max_parts, dtype=np.int8)
-        n = int(observation["n_parts"])
-        if n:
-            action[:n] = self.p_defect(observation["images"][:n]) >= self.reject_threshold
-        return action
+        return reject_flags(observation, self.p_defect, self.max_parts, self.reject_threshold)

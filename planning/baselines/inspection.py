@@ -13,6 +13,7 @@ import functools
 import numpy as np
 
 from environments.parts import NOMINAL, RenderShift, render_batch, sample_spec
+from environments.plant import reject_flags
 
 
 def image_features(images: np.ndarray) -> np.ndarray:
@@ -78,11 +79,7 @@ class ThresholdInspector:
 
     def act(self, observation: dict) -> np.ndarray:
         """Plant inspection action: 1 = reject, for each of the ``n_parts`` images shown."""
-        action = np.zeros(self.max_parts, dtype=np.int8)
-        n = int(observation["n_parts"])
-        if n:
-            action[:n] = self.p_defect(observation["images"][:n]) >= self.reject_threshold
-        return action
+        return reject_flags(observation, self.p_defect, self.max_parts, self.reject_threshold)
 
 
 @functools.lru_cache(maxsize=8)
