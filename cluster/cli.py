@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cluster.cli_common import console, err_console, fail_on_bad_input
+from cluster.cli_common import console, err_console, fail_on_bad_input, report_file_error
 from cluster.cli_train import train_app
 from environments.errors import ShopfloorInputError
 
@@ -201,9 +201,7 @@ def inspect(
             image = load_image(path)
         except ShopfloorInputError as exc:
             n_failed += 1
-            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-            if json_:
-                print(json.dumps({"file": str(path), "error": str(exc)}), flush=True)
+            report_file_error(path, exc, json_)
             continue
         verdict = cnn.verdicts(fit_square(image, cnn.image_size)[None])[0]
         labels = vlm.labels(fit_square(image, vlm.image_size[0])[None], k=top)[0]
@@ -242,7 +240,7 @@ def voice(
     from agents.safety import SafetyLimits
     from agents.voice_commands import CommandGate, vocabulary_for
     from environments.scenario import load_scenario
-    from perception.audio_io import SilentAudio, load_audio
+    from perception.audio_io import SAMPLE_RATE, SilentAudio, load_audio
     from perception.commands import parse_command
     from perception.speech import SpeechRecognizer, load_whisper
 
@@ -262,12 +260,10 @@ def voice(
                    "reason": str(exc)}
         except ShopfloorInputError as exc:
             n_failed += 1
-            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-            if json_:
-                print(json.dumps({"file": str(path), "error": str(exc)}), flush=True)
+            report_file_error(path, exc, json_)
             continue
         else:
-            clock_s += len(samples) / 16_000
+            clock_s += len(samples) / SAMPLE_RATE
             heard = recognizer.transcribe(samples)
             parsed = parse_command(heard.text, vocab)
             outcome = gate.submit(parsed, clock_s)

@@ -56,3 +56,12 @@ class StagedProgress:
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task(stage, total=total)
         self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
+def report_file_error(path, exc: ShopfloorInputError, json_: bool) -> None:
+    """A file a per-file command could not read: one line on stderr, and a JSON row when asked for."""
+    import json
+
+    err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+    if json_:
+        print(json.dumps({"file": str(path), "error": str(exc)}), flush=True)

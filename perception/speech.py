@@ -46,9 +46,12 @@ MAX_TOKENS = 64  # a spoken command is at most ~20 words
 TOKENS_PER_S = 6.0  # a ceiling on the text rate of speech, in tokens per second of audio
 
 
+def _cache_root() -> Path:
+    return Path(os.getenv("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")))
+
+
 def cache_dir() -> Path:
-    base = os.getenv("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
-    return Path(base) / "shopfloor" / "whisper"
+    return _cache_root() / "shopfloor" / "whisper"
 
 
 def converted_tiny_en() -> Path:
@@ -90,8 +93,7 @@ def load_whisper(spec: str | os.PathLike | None = None, download_timeout_s: floa
     if spec not in names:
         raise ShopfloorInputError(f"Whisper model {spec!r} is neither a file nor a model name; allowed: a "
                                   f"checkpoint path or one of {names}.")
-    cached = Path(os.getenv("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))) / "whisper" / \
-        os.path.basename(whisper._MODELS[spec])
+    cached = _cache_root() / "whisper" / os.path.basename(whisper._MODELS[spec])  # where whisper keeps it
     if cached.is_file() or os.getenv("SHOPFLOOR_OFFLINE") != "1":
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(download_timeout_s)  # offline, fail fast instead of hanging on the download

@@ -89,10 +89,9 @@ def mask_loss(segments: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor)
     return F.binary_cross_entropy_with_logits(segments, target, pos_weight=torch.tensor(5.0))
 
 
-def _calibrate(model: DefectCNN, val, cfg: DefectCNNTrainConfig) -> float:
+def _calibrate(val_probs: np.ndarray, val_labels: np.ndarray, cfg: DefectCNNTrainConfig) -> float:
     """The reject threshold on p(defect) that gives the target false-alarm rate on validation's good parts."""
-    probs = predict_probs(model, val.images)
-    return threshold_for_false_alarm(1.0 - probs[val.labels == 0, 0], cfg.false_alarm_target)
+    return threshold_for_false_alarm(1.0 - val_probs[val_labels == 0, 0], cfg.false_alarm_target)
 
 
 @torch.inference_mode()
@@ -155,17 +154,18 @@ def train_defect_cnn(cfg: DefectCNNTrainConfig, out: str | Path, progress: Progr
             sched.step()
             loss_sum += float(loss.detach())
             progress(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps_per_epoch)
-        val_acc = float((predict_probs(model, val.images).argmax(1) == val.labels).mean())
+        val_probs = predict_probs(model, val.images)
+        val_acc = float((val_probs.argmax(1) == val.labels).mean())
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps_per_epoch, "val_accuracy": val_acc})
         if val_acc > best[0]:
             best = (val_acc, {k: v.clone() for k, v in model.state_dict().items()})
-            save_checkpoint(out, model.eval(), _calibrate(model, val, cfg), {
+            save_checkpoint(out, model.eval(), _calibrate(val_probs, val.labels, cfg), {
                 "command": command, "seed": cfg.seed, "config": asdict(cfg), "validation_accuracy": val_acc,
                 "epoch": epoch + 1, "complete": epoch + 1 == cfg.epochs})
     model.load_state_dict(best[1])
     best_epoch = 1 + max(range(len(history)), key=lambda i: history[i]["val_accuracy"])
     val_probs = predict_probs(model, val.images)
-    threshold = _calibrate(model, val, cfg)
+    threshold = _calibrate(val_probs, val.labels, cfg)
     metrics = {
         "config": asdict(cfg),
         "command": command,
