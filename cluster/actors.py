@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import ray
@@ -121,7 +122,11 @@ class RayAgentPool:
     """Phase-one agents as actors, called in parallel under a per-tick deadline."""
 
     def __init__(self, scenario: Scenario, board_name: str, names: tuple[str, ...], deadline_s: float):
-        self.deadline_s, self.n_restarts = deadline_s, 0
+        self.n_restarts = 0
+        # An agent's own deadline (agents.<name>.deadline_ms) overrides the scenario's: hearing a recording
+        # takes longer than a controller's turn.
+        self.deadline_s = {name: (getattr(scenario.agents, "dispatch" if name.startswith("vehicle-") else name)
+                                  .deadline_ms or deadline_s * 1000.0) / 1000.0 for name in names}
         scenario_json = scenario.model_dump_json()
         self.actors = {}
         for name in names:
@@ -141,9 +146,17 @@ class RayAgentPool:
         return self._subscriptions
 
     def decide_all(self, tick, inboxes):
+        start = time.monotonic()
         refs = {name: self.actors[name].decide.remote(tick, inbox) for name, inbox in inboxes.items()}
-        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=self.deadline_s)
-        ready = set(ready)
+        ready: set = set()
+        for deadline in sorted({self.deadline_s[name] for name in refs}):
+            # wait for the agents whose deadline has not passed; one that answers after its own deadline
+            # (while a slower agent is awaited) still missed it
+            waiting = [ref for name, ref in refs.items() if self.deadline_s[name] >= deadline and ref not in ready]
+            if waiting:
+                done, _ = ray.wait(waiting, num_returns=len(waiting),
+                                   timeout=max(0.0, start + deadline - time.monotonic()))
+                ready.update(done)
         out = {}
         for name, ref in refs.items():
             if ref not in ready:

@@ -92,13 +92,16 @@ def operator_markdown(run: SeedRun) -> list[str]:
     for row in run.operator_log:
         minute = f"{row['tick'] * (run.trace[1]['time_min'] - run.trace[0]['time_min']):.0f}" if len(run.trace) > 1 else "-"
         said = []
+        if row.get("audio"):
+            heard = f"\"{row['heard']}\"" if row.get("heard") else "(nothing heard)"
+            said.append(f"{Path(row['audio']).name}: {heard} -> {row.get('intent', 'none')} {row.get('slots') or ''}")
         if row.get("command"):
             said.append(f"{row['command']['unit']}: {row['command']['settings']}")
         if row.get("query"):
             said.append(f"find \"{row['query']}\"")
-        if row.get("audio") and not said:
-            said.append(f"audio {row['audio']}")
-        outcome = [row.get("outcome", "")] if row.get("command") else []
+        outcome = [row.get("outcome", "")] if row.get("command") or row.get("audio") else []
+        if row.get("applied") and row.get("audio"):
+            outcome.append(f"command/{row['applied']['unit']} {row['applied']['settings']}")
         if row.get("answer") is not None:
             found = row["answer"]["results"]
             parts = ", ".join(f"{r['part_id']} ({r['verdict']}, {r['score']:.2f})" for r in found[:5])

@@ -97,7 +97,12 @@ class InspectionAgentConfig(AgentConfig):
 
 class VoiceAgentConfig(AgentConfig):
     kind: ClassVar[str] = "voice"
-    policy: str = Field("off", description="off | whisper[:<name-or-path>]")
+    policy: str = Field("whisper", description="whisper[:<name-or-path>] | off. Whisper is loaded only when a voice "
+                        "event has a recording.")
+    deadline_ms: float | None = Field(2000.0, gt=0, description="Hearing a recording takes ~0.2 s on 2 cores, "
+                                      "more than a tick's usual deadline; the tick waits for it.")
+    confirm_window_s: float = Field(15.0, gt=0, description="Stopping a line or a large setpoint jump waits this "
+                                    "long for the operator's 'confirm' (by the voice events' at_min), then lapses.")
 
 
 class AgentsConfig(_Strict):
@@ -362,7 +367,21 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
             data = {} if data is None else data
         for key, value in overrides.items():
             data = set_dotted(data, key, value, str(path))
-    return parse_scenario(data, str(path))
+    return _resolve_recordings(parse_scenario(data, str(path)), path)
+
+
+def _resolve_recordings(scenario: Scenario, path: Path) -> Scenario:
+    """Voice events' recordings, relative to the scenario's folder, made absolute and checked to exist."""
+    events = list(scenario.events)
+    for k, event in enumerate(events):
+        if isinstance(event, VoiceEvent) and event.audio is not None:
+            audio = Path(event.audio).expanduser()
+            audio = audio if audio.is_absolute() else path.parent / audio
+            if not audio.is_file():
+                raise ShopfloorInputError(f"{path}: events[{k}].audio {event.audio!r}: no such file ({audio}); allowed: "
+                                          f"a WAV or FLAC file, relative to the scenario's folder")
+            events[k] = event.model_copy(update={"audio": str(audio.resolve())})
+    return scenario.model_copy(update={"events": events}) if events != list(scenario.events) else scenario
 
 
 def set_dotted(data: dict, key: str, value: Any, source: str = "<scenario>") -> dict:

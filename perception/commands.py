@@ -333,3 +333,76 @@ def parse_command(text: str, vocab: Vocabulary = Vocabulary()) -> ParsedCommand:
                 return ParsedCommand("set_setpoint", {"target": target, "value": value, "unit": spoken_unit}, joined)
         return ParsedCommand("none", text=joined, reason=f"set what? allowed targets: {sorted(vocab.targets)}")
     return none
+
+
+# ------------------------------------------------------------------------------ the sentences it accepts
+_STOP_VERBS, _START_VERBS = ("stop", "halt"), ("start", "restart", "resume")
+_FIND_VERBS = ("find", "show", "show me", "search for", "list")
+_REGIONS = ("centre", "center", "rim", "edge", "corner", "middle")
+_TEMPERATURE_UNITS = ("degrees", "degree", "degrees celsius", "celsius", "°", "°C")
+_PERCENT = ("percent", "per cent", "%")
+
+
+def _digits(upto: int, decimals_upto: int = 0) -> tuple[str, ...]:
+    out = [str(n) for n in range(upto + 1)]
+    out += [f"{n}.{d}" for n in range(decimals_upto) for d in range(1, 10)]
+    return tuple(out)
+
+
+def command_sentences(vocab: Vocabulary = Vocabulary(), parts: Sequence[str] = (),
+                      part_words: Sequence[str] = ()) -> list[tuple[tuple[str, ...], ...]]:
+    """The sentences the grammar accepts, as patterns: each a sequence of word choices (alternatives).
+
+    This is the command language the recogniser may be held to (``perception.constrained_decoding``):
+    every sentence it spells parses to an intent with all its slots (tests check this). A phrase that
+    begins with a symbol ("%", "°C") is written against the word before it. Numbers are written as
+    digits, as Whisper writes them; ``parts`` and ``part_words`` are the nouns and attribute words a
+    search may use (``environments.parts``: part types, materials, colours).
+    """
+    number = _digits(999, decimals_upto=100)
+    vehicle_ids = tuple(str(k) for k in range(1, vocab.n_vehicles + 1))
+    vehicle_ids += tuple(w for w, n in _UNITS.items() if str(n) in vehicle_ids and w != "oh")
+    sets = _SET_VERBS
+    lines = tuple(dict.fromkeys(vocab.lines + tuple(w for w, n in _UNITS.items() if str(n) in vocab.lines)))
+    units_of = {"C": _TEMPERATURE_UNITS, "bar": ("bar", "bars"), "per_h": ("parts per hour", "per hour")}
+    out: list[tuple[tuple[str, ...], ...]] = []
+    integer = _digits(999)
+    for phrase, (_, unit) in vocab.targets.items():
+        value = number if unit == "bar" else integer  # "eighty seven" is not 8.7 degrees
+        for target in ((phrase,), ("the " + phrase,)):
+            out.append((sets, target, ("to",), value))
+            out.append((sets, target, ("to",), value, units_of[unit]))
+    for verbs, the in ((_STOP_VERBS, ("line", "the line")), (_START_VERBS, ("line", "the line"))):
+        out.append((verbs, the, lines))
+        if len(vocab.lines) == 1:
+            out.append((verbs, ("the line",)))
+    out.append((sets, ("line",), lines, ("speed to",), number, _PERCENT))
+    out.append((sets, ("the speed of line", "speed of line"), lines, ("to",), number, _PERCENT))
+    defects = tuple(w for w, d in DEFECT_WORDS.items() if d)
+    for verb in ("inspect", "check"):
+        for station in ((tuple(vocab.stations),), (("station",), tuple(vocab.stations))):
+            if not vocab.stations:
+                continue
+            out.append(((verb,), *station))
+            out.append(((verb,), *station, ("for",), defects))
+            out.append(((verb,), *station, ("batch",), number))
+            out.append(((verb,), *station, ("for",), defects, ("batch",), number))
+    vehicles = ("vehicle", "van", "truck")
+    out.append((("dispatch",),))
+    out.append((("dispatch",), ("order",), number))
+    if vehicle_ids:
+        out.append((("dispatch",), ("order",), number, ("with", "to", "on"), vehicles, vehicle_ids))
+        out.append((("dispatch",), ("with", "to", "on"), vehicles, vehicle_ids))
+    # a search says what the captions of the parts say: "[all] [brass|cracked ...] gears [with a crack [near the rim]]"
+    nouns = tuple(parts) + tuple(p + "s" for p in parts) + ("parts", "part")
+    adjectives = tuple(part_words) + ("defective", "good", "cracked", "scratched", "dented", "stained")
+    with_defect = (("with", "with a", "with an"), tuple(w for w in defects if w != "defect")
+                   + ("defects", "missing hole", "missing holes"))
+    where = (("near the", "at the", "on the", "in the"), _REGIONS)
+    for lead in ((), (("all", "the", "all the"),)):
+        for n_adjectives in range(3):
+            for tail in ((), with_defect, with_defect + where):
+                out.append((_FIND_VERBS, *lead, *([adjectives] * n_adjectives), nouns, *tail))
+    out.append((tuple(_CONFIRM),))
+    out.append((tuple(_CANCEL),))
+    return out

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from environments.errors import ShopfloorInputError
-from perception.audio_io import SAMPLE_RATE
+from perception.audio_io import SAMPLE_RATE, speech_span
+from perception.constrained_decoding import DEFAULT_MARGIN_NATS, TokenGrammar, choose
 
 DEFAULT_MODEL = "tiny.en"
 HOP = 160  # samples per mel frame at 16 kHz
@@ -42,8 +43,10 @@ HOP = 160  # samples per mel frame at 16 kHz
 # it, greedy decoding repeated the command. 0.3 s before and 1.0 s after fixed both on espeak-ng speech.
 LEAD_S = 0.3
 MARGIN_S = 1.0
+BEAM_SIZE = 4  # grammar-held hypotheses; the free row is greedy
 MAX_TOKENS = 64  # a spoken command is at most ~20 words
 TOKENS_PER_S = 6.0  # a ceiling on the text rate of speech, in tokens per second of audio
+MIN_TOKENS_PER_S = 1.0  # a floor: "cancel" is two tokens in 0.7 s; no command says less per second
 
 
 def _cache_root() -> Path:
@@ -127,6 +130,18 @@ class Transcript:
     audio_s: float
 
 
+@dataclass
+class CommandTranscript(Transcript):
+    free_text: str = ""  # what Whisper wrote unconstrained
+    grammar_text: str | None = None  # what it wrote held to the command grammar (None: no sentence fit)
+    constrained: bool = False  # ``text`` is the grammar's sentence
+    margin: float = 0.0  # per token, log p(free) - log p(grammar's sentence), nats
+    free_lp: float = 0.0  # log p of the free text, end-of-text included
+    free_n: int = 0  # its tokens, end-of-text included
+    grammar_lp: float = float("-inf")
+    grammar_n: int = 0
+
+
 class SpeechRecognizer:
     """Greedy Whisper transcription of short commands, with the encoder cut to the command's length.
 
@@ -135,13 +150,23 @@ class SpeechRecognizer:
     whisper_model : a ``whisper.model.Whisper`` (``load_whisper().model``); English-only or multilingual.
     vocabulary : words the plant uses (station, line and unit names), given to the decoder as a prompt.
     shorten_context : encode only the command's frames (the fast path); False encodes the full 30 s.
+    int8 : run the Linear layers and the vocabulary projection with int8 weights (dynamic quantization).
     """
 
     def __init__(self, whisper_model: torch.nn.Module, vocabulary: Sequence[str] = (),
-                 shorten_context: bool = True, max_tokens: int = MAX_TOKENS):
+                 shorten_context: bool = True, max_tokens: int = MAX_TOKENS, int8: bool = True):
         from whisper.tokenizer import get_tokenizer
 
         self.model = whisper_model.eval().float()
+        # The decoder reads the 51,864 x 384 token embedding once per step to score the vocabulary: 80 MB
+        # of float32, which bounds a step at ~8 ms on this CPU whatever the batch. In int8 it is 20 MB.
+        # int8 also applies to every Linear layer of a private copy (the caller's model stays float).
+        self._vocab_projection = torch.nn.Sequential(
+            torch.nn.Linear(self.model.dims.n_text_state, self.model.dims.n_vocab, bias=False))
+        self._vocab_projection[0].weight = self.model.decoder.token_embedding.weight
+        if int8:
+            self.model, self._vocab_projection = _int8(self.model), _int8(self._vocab_projection)
+        self._cross_kv = {m for b in self.model.decoder.blocks for m in (b.cross_attn.key, b.cross_attn.value)}
         self.tokenizer = get_tokenizer(self.model.is_multilingual, language="en" if self.model.is_multilingual
                                        else None, task="transcribe")
         self.shorten_context, self.max_tokens = shorten_context, max_tokens
@@ -186,33 +211,151 @@ class SpeechRecognizer:
     @torch.inference_mode()
     def transcribe(self, audio: np.ndarray) -> Transcript:
         """Text of 16 kHz mono float32 samples (``perception.audio_io.load_audio``)."""
+        t0, audio_s = time.perf_counter(), self._check(audio)
+        start, end = speech_span(audio)
+        features = self._encode(audio[start:end].astype(np.float32, copy=False))
+        (tokens, _), _ = self._decode(features, None, (end - start) / SAMPLE_RATE)
+        return Transcript(self.tokenizer.decode(tokens).strip(), time.perf_counter() - t0, audio_s)
+
+    @torch.inference_mode()
+    def transcribe_command(self, audio: np.ndarray, grammar: TokenGrammar, margin_nats: float = DEFAULT_MARGIN_NATS,
+                           beam_size: int = BEAM_SIZE) -> CommandTranscript:
+        """Decode freely and, in the same batch, by beam search held to ``grammar``; keep the grammar's
+        sentence unless the free text is far likelier (``perception.constrained_decoding.choose``)."""
+        t0, audio_s = time.perf_counter(), self._check(audio)
+        start, end = speech_span(audio)
+        speech_s = (end - start) / SAMPLE_RATE
+        features = self._encode(audio[start:end].astype(np.float32, copy=False))
+        (free, free_lp), (held, held_lp) = self._decode(features, grammar, speech_s, beam_size)
+        free_text = self.tokenizer.decode(free).strip()
+        held_text = self.tokenizer.decode(held).strip() if held is not None else None
+        held_n = len(held) + 1 if held is not None else 0
+        choice = choose(free_text, free_lp, len(free) + 1, held_text, held_lp, held_n, margin_nats)
+        return CommandTranscript(choice.text, time.perf_counter() - t0, audio_s, free_text, held_text,
+                                 choice.constrained, choice.margin, free_lp, len(free) + 1, held_lp, held_n)
+
+    @staticmethod
+    def _check(audio: np.ndarray) -> float:
         if audio.ndim != 1 or len(audio) == 0:
             raise ShopfloorInputError(f"audio of shape {audio.shape} is invalid; allowed: mono samples (n,) at 16 kHz.")
-        t0 = time.perf_counter()
         audio_s = len(audio) / SAMPLE_RATE
         if audio_s > 30.0:
             raise ShopfloorInputError(f"audio of {audio_s:.0f} s is too long for one command; allowed: <= 30 s.")
-        features = self._encode(audio.astype(np.float32, copy=False))
+        return audio_s
+
+    def _decode(self, features: torch.Tensor, grammar: TokenGrammar | None, audio_s: float, beam_size: int = 0
+                ) -> tuple[tuple[list[int], float], tuple[list[int] | None, float]]:
+        """Greedy free decoding in row 0 and, with a grammar, beam search held to it in rows 1..beam_size,
+        one batch. Returns (free tokens, log p) and (the grammar's best sentence or None, its log p)."""
+        eot, n_vocab = self.tokenizer.eot, self.model.dims.n_vocab
+        width = beam_size if grammar is not None else 0
+        n_rows = 1 + width
+        budget = min(self.max_tokens, int(TOKENS_PER_S * audio_s) + 8)  # speech has at most ~5 tokens/s
+        free: list[int] = []
+        free_lp, free_live = 0.0, True
+        beams = [_Beam([], 0.0, grammar.start())] if grammar is not None else []
+        finished: list[tuple[float, list[int]]] = []
         cache, hooks = self.model.install_kv_cache_hooks()
+        for block in self.model.decoder.blocks:  # the audio's keys and values: once, shared by every row
+            for module in (block.cross_attn.key, block.cross_attn.value):
+                cache[module] = module(features).expand(n_rows, -1, -1)
         try:
-            tokens = self._prefix
-            out: list[int] = []
-            budget = min(self.max_tokens, int(TOKENS_PER_S * audio_s) + 8)  # speech has at most ~5 tokens/s
-            step_input = tokens
-            for _ in range(self.max_tokens):
-                logits = self.model.decoder(step_input, features, kv_cache=cache)[0, -1]
-                logits[self._suppress] = -np.inf
-                if not out:
-                    logits[self.tokenizer.eot] = -np.inf  # at least one word
-                token = int(logits.argmax())
-                if token == self.tokenizer.eot or len(out) >= budget:
+            step_input, offset = self._prefix.expand(n_rows, -1), 0
+            for step in range(budget + 1):
+                logits = self._decoder_step(step_input, features, cache, offset)
+                offset += step_input.shape[1]
+                logits[:, self._suppress] = -np.inf
+                if step == 0:
+                    logits[:, eot] = -np.inf  # at least one word
+                logp = torch.log_softmax(logits, dim=-1)
+                free_next = eot
+                if free_live:
+                    free_next = int(logp[0].argmax())
+                    free_lp += float(logp[0, free_next])
+                    if free_next == eot or step == budget:
+                        free_live = False
+                    else:
+                        free.append(free_next)
+                        free_live = not _repeats(free)
+                beams, sources = self._beam_step(beams, logp[1:], grammar, finished, width, step == budget)
+                if not free_live and not beams:
                     break
-                out.append(token)
-                if _repeats(out):
-                    break
-                step_input = torch.tensor([[token]])
+                rows = [0] + [1 + i for i in sources] + [1] * (width - len(sources))  # pad with any row
+                if width and rows != list(range(n_rows)):
+                    for module, tensor in cache.items():
+                        if module not in self._cross_kv:
+                            cache[module] = tensor[rows]
+                nxt = [free_next] + [b.tokens[-1] for b in beams] + [eot] * (width - len(beams))
+                step_input = torch.tensor(nxt)[:, None]
         finally:
             for h in hooks:
                 h.remove()
-        text = self.tokenizer.decode(out).strip()
-        return Transcript(text, time.perf_counter() - t0, audio_s)
+        if not finished:
+            return (free, free_lp), (None, -np.inf)
+        # A sentence far too short for the speech heard ("No." for three seconds) ranks below every other.
+        min_tokens = int(MIN_TOKENS_PER_S * audio_s)
+        best_lp, best = max(finished, key=lambda f: (len(f[1]) + 1 >= min_tokens, _per_token(*f)))
+        return (free, free_lp), (best, best_lp)
+
+    def _decoder_step(self, tokens: torch.Tensor, features: torch.Tensor, cache: dict, offset: int) -> torch.Tensor:
+        """Whisper's ``TextDecoder.forward`` for the last position only, with the int8 vocabulary projection."""
+        dec = self.model.decoder
+        x = dec.token_embedding(tokens) + dec.positional_embedding[offset:offset + tokens.shape[-1]]
+        for block in dec.blocks:
+            x = block(x, features, mask=dec.mask, kv_cache=cache)
+        return self._vocab_projection(dec.ln(x[:, -1])).float()
+
+    @staticmethod
+    def _beam_step(beams: list[_Beam], logp: torch.Tensor, grammar: TokenGrammar | None,
+                   finished: list[tuple[float, list[int]]], width: int, last: bool) -> tuple[list[_Beam], list[int]]:
+        """One step of the grammar's beam search: the next beams and the row each continues."""
+        if not beams:
+            return [], []
+        candidates = []
+        for i, beam in enumerate(beams):
+            scores = logp[i].masked_fill(grammar.mask(beam.states, logp.shape[1]), -np.inf)
+            top = scores.topk(min(width, logp.shape[1]))
+            candidates += [(beam.logprob + float(v), i, int(t)) for v, t in zip(top.values, top.indices)
+                           if np.isfinite(float(v))]
+        candidates.sort(key=lambda c: -c[0])
+        nxt, sources = [], []
+        for score, i, token in candidates:
+            if token == grammar.eot:
+                finished.append((score, beams[i].tokens))
+            elif not last:
+                nxt.append(_Beam(beams[i].tokens + [token], score, grammar.advance(beams[i].states, token)))
+                sources.append(i)
+            if len(nxt) == width:
+                break
+        # Stop once as many sentences as beams have ended and none of the live beams scores better per token
+        # than the best of them (Whisper ranks its beams per token too; otherwise "No." beats any command).
+        if not nxt or (len(finished) >= width and max(_per_token(*f) for f in finished)
+                       >= max(_per_token(b.logprob, b.tokens) for b in nxt)):
+            return [], []
+        return nxt, sources
+
+
+def _per_token(logprob: float, tokens: list[int]) -> float:
+    return logprob / (len(tokens) + 1)  # + 1: the end-of-text token
+
+
+def _int8(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy with int8 Linear weights (activations quantized per call). torch.ao's eager API is the one
+    that runs on a stock CPU build today; it warns that it will move to torchao."""
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = copy.deepcopy(module)
+        for m in module.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.__class__ = torch.nn.Linear  # whisper's subclass only casts weights to fp16; quantization wants the base
+        return torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+@dataclass
+class _Beam:
+    tokens: list[int]
+    logprob: float
+    states: frozenset
