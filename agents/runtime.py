@@ -423,7 +423,8 @@ def operator_log(entries: list[Entry]) -> list[dict]:
                 continue
             if e.topic == "answer/voice" and e.key == ev.key:  # what the recording said, and the gate's word
                 row.update(heard=e.value["heard"], intent=e.value["intent"], slots=e.value["slots"])
-                row["outcome"] = ("" if e.value["accepted"] else "refused: ") + e.value["reason"]
+                status = "" if e.value["accepted"] else "waiting: " if e.value.get("awaiting_confirmation") else "refused: "
+                row["outcome"] = status + e.value["reason"]
             elif e.topic == "veto/voice" and e.key == ev.key:
                 row.setdefault("outcome", f"refused: {e.value['reason']}")
             elif e.topic.startswith("command/") and e.author == "voice" and e.key == ev.key:

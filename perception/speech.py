@@ -9,14 +9,20 @@ Which weights (``load_whisper``), in this order:
    once by ``perception.whisper_ct2`` and cached in ``~/.cache/shopfloor/whisper/``.
 
 The fast path (``SpeechRecognizer.transcribe``). A command lasts seconds, but Whisper encodes 30 s
-windows: 1,500 audio positions whatever the speech. Here the encoder sees only the command's frames
-plus a short silence margin (the positional embedding is sliced, as whisper.cpp's ``audio_ctx``
-does), decoding is greedy without timestamps, with a key/value cache, and stops at end-of-text. The
-plant's vocabulary can go in as a previous-text prompt (Whisper's ``initial_prompt``), which biases the
-decoder toward "inspect" rather than "in back". It is off by default: on espeak-ng speech a word-list
-prompt also turned "stop the line" into "start the line" and made greedy decoding repeat itself, and
-the grammar's fuzzy snapping (``perception.commands``) corrects slips after decoding without that
-risk; benchmarks/voice.py measures both.
+windows: 1,500 audio positions whatever the speech. Here the silence around the speech is trimmed
+(``audio_io.speech_span``) and the encoder sees only the command's frames plus a short silence margin
+(the positional embedding is sliced, as whisper.cpp's ``audio_ctx`` does); decoding is greedy without
+timestamps, with a key/value cache, and stops at end-of-text. Linear layers and the vocabulary
+projection run with int8 weights: the projection reads the whole token embedding every step, and in
+float32 that alone took 8 ms a step.
+
+Commands (``SpeechRecognizer.transcribe_command``). One batch decodes a free greedy row and a beam
+search held to the command grammar (``perception.constrained_decoding``); the audio's cross-attention
+keys are computed once for all rows. The grammar's sentence wins unless the free text is far likelier
+per token, which is how small talk stays small talk. This is the plant's vocabulary bias: it turned
+"This patch order 21" into "Dispatch order 21" and "Council" into "Cancel". A previous-text prompt of
+the plant's words (Whisper's ``initial_prompt``, ``set_vocabulary``) is the other, weaker bias, off by
+default; benchmarks/voice.py measures both.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ HOP = 160  # samples per mel frame at 16 kHz
 # it, greedy decoding repeated the command. 0.3 s before and 1.0 s after fixed both on espeak-ng speech.
 LEAD_S = 0.3
 MARGIN_S = 1.0
-BEAM_SIZE = 4  # grammar-held hypotheses; the free row is greedy
+BEAM_SIZE = 3  # grammar-held hypotheses; the free row is greedy
 MAX_TOKENS = 64  # a spoken command is at most ~20 words
 TOKENS_PER_S = 6.0  # a ceiling on the text rate of speech, in tokens per second of audio
 MIN_TOKENS_PER_S = 1.0  # a floor: "cancel" is two tokens in 0.7 s; no command says less per second
