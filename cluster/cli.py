@@ -269,6 +269,65 @@ def voice(
         raise typer.Exit(2)
 
 
+ROUTE_SOLVERS = ("gnn", "savings", "nearest", "pyvrp", "ortools")
+
+
+@app.command()
+@fail_on_bad_input
+def route(
+    instance: Annotated[Path, typer.Argument(help="A CVRP instance: VRPLIB (.vrp) or our JSON (.json).")],
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    time_limit: Annotated[float, typer.Option("--time-limit", min=0.0, help="Seconds of search (the GNN: decoding "
+                                              "views, then local search).")] = 1.0,
+    solver: Annotated[str, typer.Option(help=f"One of {', '.join(ROUTE_SOLVERS)}.")] = "gnn",
+    model: Annotated[Path, typer.Option(help="The GNN's weights (shopfloor train router).")] = Path(
+        "planning/policies/router.pt"),
+    seed: Annotated[int, typer.Option(help="Seed of PyVRP's search.")] = 0,
+) -> None:
+    """Solve a CVRP instance: the routes, their cost, and a feasibility check (capacity, every customer once)."""
+    import json
+    import time
+
+    from planning.baselines.routing import (
+        clarke_wright_savings,
+        nearest_neighbour,
+        read_instance,
+        solution_cost,
+        validate_solution,
+    )
+
+    if solver not in ROUTE_SOLVERS:
+        raise ShopfloorInputError(f"--solver {solver!r} is not known; allowed: {', '.join(ROUTE_SOLVERS)}")
+    inst = read_instance(instance)
+    start = time.perf_counter()
+    if solver == "gnn":
+        from planning.route_model import load_router, solve_within
+
+        net, _ = load_router(model)
+        start = time.perf_counter()
+        routes = solve_within(net, inst, time_limit).routes  # multi-start views, then local search
+    elif solver in ("pyvrp", "ortools"):
+        from planning.reference_solvers import ortools_solve, pyvrp_solve
+
+        routes = pyvrp_solve(inst, time_limit, seed) if solver == "pyvrp" else ortools_solve(inst, time_limit)
+    else:
+        routes = clarke_wright_savings(inst) if solver == "savings" else nearest_neighbour(inst)
+    seconds = time.perf_counter() - start
+    validate_solution(inst, routes)  # capacity, every customer once
+    out = {"instance": inst.name, "solver": solver, "cost": solution_cost(inst, routes), "routes": routes,
+           "n_routes": len(routes), "feasible": True, "seconds": seconds}
+    if json_:
+        print(json.dumps(out))
+        return
+    table = Table(title=f"{inst.name}: {solver}, cost {out['cost']:.6g}, {len(routes)} routes, {seconds:.2f} s")
+    table.add_column("route", justify="right")
+    table.add_column("load", justify="right")
+    table.add_column("customers")
+    for k, r in enumerate(routes, 1):
+        table.add_row(str(k), f"{inst.demands[r].sum():g}/{inst.capacity:g}", " ".join(map(str, r)))
+    console.print(table)
+
+
 @app.command()
 def envs() -> None:
     """List the registered environments."""

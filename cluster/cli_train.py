@@ -76,3 +76,33 @@ def clip(
         metrics = train_clip(cfg, out, progress, command=_command_line())
     console.print_json(data={k: v for k, v in metrics.items() if not isinstance(v, (list, dict)) or k == "validation"})
     console.print(f"weights: {out}")
+
+
+@train_app.command("router")
+@fail_on_bad_input
+def router(
+    seed: Annotated[int, typer.Option(help="Seed of the instances, the initialisation and the sampled rollouts.")] = 0,
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (a .metrics.json goes beside it).")] = Path(
+        "planning/policies/router.pt"),
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    batches_per_epoch: Annotated[int, typer.Option(min=1, help="Gradient steps per epoch.")] = 40,
+    quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 10-20 customers, "
+                                                        "2 epochs of 3 steps.")] = False,
+) -> None:
+    """Train the GNN route planner with REINFORCE and POMO's shared baseline on generated CVRP instances."""
+    from planning.train_router import RouterTrainConfig, quick_config, train_router
+
+    cfg = quick_config(seed) if quick else RouterTrainConfig(seed=seed, epochs=epochs,
+                                                             batches_per_epoch=batches_per_epoch)
+    with StagedProgress() as progress:
+        metrics = train_router(cfg, out, progress, command=_command_line())
+    table = Table(title=f"route planner, greedy on {cfg.n_val} validation instances")
+    for col in ("epoch", "gap to savings", *(f"n={n}" for n in sorted(set(cfg.val_sizes))), "train s"):
+        table.add_column(col, justify="right")
+    for row in metrics["history"]:
+        table.add_row(str(row["epoch"]), f"{row['val/gap_to_savings']:+.1%}",
+                      *(f"{row[f'val/gap_to_savings_n{n}']:+.1%}" for n in sorted(set(cfg.val_sizes))),
+                      f"{row['time/wall_s']:.0f}")
+    console.print(table)
+    console.print(f"weights: {out} (best epoch {metrics['best']['epoch']})  "
+                  f"metrics: {Path(out).with_suffix('.metrics.json')}")

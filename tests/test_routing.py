@@ -24,7 +24,7 @@ from planning.baselines.routing import (
     validate_solution,
 )
 
-CVRPLIB = Path("/work/shared/cvrplib")
+CVRPLIB = Path(__file__).resolve().parents[1] / "benchmarks" / "cvrplib"  # a copy of ../shared/cvrplib
 INSTANCES = ["X-n101-k25", "X-n106-k14", "X-n110-k13"]
 
 

@@ -265,6 +265,61 @@ def instance_from_vrplib(path: str | os.PathLike) -> CVRPInstance:
     return CVRPInstance(dist, demands, capacity, coords=coords, name=str(data.get("name", os.path.basename(path))))
 
 
+def instance_from_json(path: str | os.PathLike) -> CVRPInstance:
+    """Read our JSON instance: ``{"name"?, "capacity", "demands": [0, ...], and "coords": [[x, y], ...] (straight-line
+    distances) or "distances": [[...], ...]}``; index 0 is the depot.
+
+    Raises
+    ------
+    ShopfloorInputError
+        When the file is missing, not JSON, lacks a field, or is infeasible (a demand above the capacity).
+    """
+    import json
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ShopfloorInputError(f"{path}: no such instance file; give a .vrp (VRPLIB) or .json instance")
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ShopfloorInputError(f"{path}: not valid JSON ({str(exc).splitlines()[0]}); allowed: "
+                                  '{"capacity", "demands", "coords" or "distances"}') from None
+    if not isinstance(data, dict):
+        raise ShopfloorInputError(f"{path}: the instance must be a JSON object with capacity, demands and coords "
+                                  "or distances")
+    missing = [k for k in ("capacity", "demands") if k not in data]
+    if missing or ("coords" not in data and "distances" not in data):
+        raise ShopfloorInputError(f"{path}: missing {', '.join(missing + ([] if 'coords' in data or 'distances' in data else ['coords or distances']))}; "
+                                  'allowed: {"capacity", "demands", "coords" or "distances", "name"?}')
+    try:
+        demands = np.asarray(data["demands"], dtype=float)
+        capacity = float(data["capacity"])
+        coords = np.asarray(data["coords"], dtype=float) if "coords" in data else None
+        dist = np.asarray(data["distances"], dtype=float) if "distances" in data else None
+    except (TypeError, ValueError):
+        raise ShopfloorInputError(f"{path}: capacity, demands, coords and distances must be numbers") from None
+    n = len(demands)
+    if demands.ndim != 1 or n < 2 or demands[0] != 0 or (demands < 0).any() or not np.isfinite(demands).all():
+        raise ShopfloorInputError(f"{path}: demands must list the depot (0) then at least one customer, all >= 0")
+    if coords is not None and coords.shape != (n, 2):
+        raise ShopfloorInputError(f"{path}: coords has shape {coords.shape}; allowed: one [x, y] per demand ({n}, 2)")
+    if dist is None:
+        dist = np.sqrt(((coords[:, None, :] - coords[None, :, :]) ** 2).sum(-1))
+    if dist.shape != (n, n) or not np.isfinite(dist).all() or (dist < 0).any():
+        raise ShopfloorInputError(f"{path}: distances must be a {n} x {n} matrix of finite numbers >= 0")
+    too_big = np.flatnonzero(demands > capacity)
+    if capacity <= 0 or len(too_big):
+        raise ShopfloorInputError(f"{path}: infeasible: customer {int(too_big[0]) if len(too_big) else '-'} demands "
+                                  f"{demands.max():g} but a vehicle holds {capacity:g}; allowed: every demand <= "
+                                  "capacity, capacity > 0")
+    return CVRPInstance(dist, demands, capacity, coords=coords, name=str(data.get("name", os.path.basename(path))))
+
+
+def read_instance(path: str | os.PathLike) -> CVRPInstance:
+    """A CVRP instance from a VRPLIB file (.vrp, any other suffix) or our JSON (.json)."""
+    return instance_from_json(path) if os.fspath(path).lower().endswith(".json") else instance_from_vrplib(path)
+
+
 def read_vrplib_solution_cost(path: str | os.PathLike) -> float:
     """The ``Cost`` line of a VRPLIB ``.sol`` file."""
     import vrplib
