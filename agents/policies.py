@@ -6,6 +6,8 @@ A new policy goes here (and its name into ``environments.scenario.POLICIES``).
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from environments.errors import ShopfloorInputError
@@ -50,6 +52,9 @@ def make_controller(unit: str, plant: ShopfloorPlant) -> Controller:
             return NearestNeighbourDispatcher(plant.fleet)
         if policy == "savings":
             return SavingsDispatcher(plant.fleet)
+        kind, _, path = policy.partition(":")
+        if kind == "gnn":
+            return SavingsDispatcher(plant.fleet, route_planner=gnn_route_planner(path or None))
     elif unit == "inspection":
         threshold = agents.inspection.reject_threshold
         if policy == "threshold":
@@ -65,11 +70,32 @@ def make_controller(unit: str, plant: ShopfloorPlant) -> Controller:
     _not_available(unit, policy)
 
 
+SHIPPED_ROUTER = Path(__file__).resolve().parents[1] / "planning" / "policies" / "router.pt"
+GNN_DISPATCH_BUDGET_S = 0.05  # per batch of orders: inside the dispatch agent's share of a 200 ms tick
+
+
+@lru_cache(maxsize=4)
+def _loaded_router(path: str):
+    from planning.route_model import load_router
+
+    return load_router(path)[0]
+
+
+def gnn_route_planner(path: str | None = None, budget_s: float = GNN_DISPATCH_BUDGET_S):
+    """The GNN as the dispatcher's route planner (``planning.route_model.solve_within``): shipped weights
+    unless ``path`` names a checkpoint of `shopfloor train router`."""
+    from planning.route_model import solve_within
+
+    model = _loaded_router(str(path or SHIPPED_ROUTER))
+    return lambda instance: solve_within(model, instance, budget_s).routes
+
+
 def _not_available(agent: str, policy: str) -> NoReturn:
     raise ShopfloorInputError(
         f"agents.{agent}.policy = {policy!r}: this build has no trained {policy.split(':')[0]} policy yet; "
         f"available now: {', '.join(_AVAILABLE[agent])}")
 
 
-_AVAILABLE = {"process": ("fixed", "pid"), "pacing": ("push", "conwip"), "dispatch": ("nearest", "savings"),
+_AVAILABLE = {"process": ("fixed", "pid"), "pacing": ("push", "conwip"),
+              "dispatch": ("nearest", "savings", "gnn", "gnn:<path>"),
               "inspection": ("threshold", "cnn", "cnn:<path>", "clip", "clip:<path>")}

@@ -35,7 +35,7 @@ from environments.process_control import ReactorConfig
 POLICIES: dict[str, tuple[str, ...]] = {
     "process": ("fixed", "pid", "rl:<path>"),
     "pacing": ("push", "conwip", "rl:<path>"),
-    "dispatch": ("nearest", "savings", "contract_net", "pyvrp", "gnn:<path>"),
+    "dispatch": ("nearest", "savings", "contract_net", "pyvrp", "gnn", "gnn:<path>"),
     "inspection": ("threshold", "cnn", "cnn:<path>", "clip", "clip:<path>"),
     "voice": ("whisper", "whisper:<name-or-path>", "off"),
 }
@@ -83,7 +83,8 @@ class PacingAgentConfig(AgentConfig):
 
 class DispatchAgentConfig(AgentConfig):
     kind: ClassVar[str] = "dispatch"
-    policy: str = Field("savings", description="nearest | savings | contract_net | pyvrp | gnn:<path>")
+    policy: str = Field("savings", description="nearest | savings | contract_net | pyvrp | gnn[:<path>] (the "
+                        "GNN plans the savings dispatcher's routes)")
 
 
 class InspectionAgentConfig(AgentConfig):

@@ -18,6 +18,8 @@ All three are deterministic for a given observation sequence (the random one for
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from environments.dispatch import DispatchEnv, FleetSim
@@ -99,11 +101,16 @@ class SavingsDispatcher:
         Release anyway once the oldest unplanned order has waited this long, minutes.
     slack_min : float
         Release anyway once an order would be served less than this before its window closes, minutes.
+    route_planner : CVRPInstance -> routes
+        Plans the batch's routes: Clarke-Wright savings, or a learned planner (``agents.policies``
+        plugs in the GNN of ``planning.route_model``); the batching and hand-over stay the same.
     """
 
     def __init__(self, fleet: FleetSim | DispatchEnv, min_fill: float = 0.6, max_hold_min: float = 15.0,
-                 slack_min: float = 45.0):
+                 slack_min: float = 45.0,
+                 route_planner: Callable[[CVRPInstance], list[list[int]]] = clarke_wright_savings):
         assert 0 <= min_fill <= 1, f"min_fill={min_fill} must be in [0, 1]"
+        self.route_planner = route_planner
         sim = _fleet_sim(fleet)
         cfg = sim.config
         self.min_fill, self.max_hold_min, self.slack_min = min_fill, max_hold_min, slack_min
@@ -210,7 +217,7 @@ class SavingsDispatcher:
                                 capacity, node_ids=nodes)
         start = now + self.load_time_min
         routes = []
-        for idx in clarke_wright_savings(instance):
+        for idx in self.route_planner(instance):
             route = [rows[i - 1] for i in idx]
             if self._lateness(route[::-1], depot, v, start) < self._lateness(route, depot, v, start):
                 route.reverse()
