@@ -40,6 +40,9 @@ bench: setup
 	$(PY) benchmarks/defect_cnn.py
 	$(PY) benchmarks/clip_bench.py
 	$(PY) benchmarks/inspection_plant.py
+	$(PY) benchmarks/voice.py
+	$(PY) benchmarks/routing.py
+	$(PY) benchmarks/dispatch_plant.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -31,6 +31,35 @@ from environments.kpis import mean_ci95  # noqa: E402
 KPIS = ("defect_escape_rate", "false_alarm_rate", "throughput_per_hour", "scrap_rate")
 
 
+def compare_in_plant(scenario: Path, seeds: int, sets: dict[str, list[object]], kpis: tuple[str, ...],
+                     what: str) -> None:
+    """Run a study (every configuration on the same seeds) and print each KPI's mean ± 95% CI, with the
+    paired difference per seed when there are two configurations."""
+    ensure_ray(None)
+    result = run_study(scenario, seeds, sets)
+    console = Console(width=170)
+    table = Table(title=f"{result.scenario}: {what} in the Plant, {len(result.seeds)} seeds, mean ± 95% CI "
+                        f"({result.wall_s:.0f} s)")
+    table.add_column("KPI")
+    for k in range(len(result.configurations)):
+        table.add_column(result.label(k), justify="right")
+    for k in range(1, len(result.configurations)):
+        table.add_column(f"paired diff ({result.label(k)} - {result.label(0)})", justify="right")
+    for name in kpis:
+        cells = [f"{s[name].mean:.4f} ± {s[name].half_width:.4f}" if name in s else "-" for s in result.summaries]
+        diffs = []
+        by_seed = [{r["seed"]: r[name] for r in result.per_run if r["configuration"] == k}
+                   for k in range(len(result.configurations))]
+        for k in range(1, len(result.configurations)):
+            common = sorted(set(by_seed[0]) & set(by_seed[k]))
+            e = mean_ci95(np.array([by_seed[k][s] - by_seed[0][s] for s in common])) if len(common) >= 2 else None
+            diffs.append(f"{e.mean:+.4f} ± {e.half_width:.4f}" if e else "")
+        table.add_row(name, *cells, *diffs)
+    console.print(table)
+    for f in result.failures:
+        console.print(f"failed: {f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
@@ -38,32 +67,10 @@ def main() -> None:
     ap.add_argument("--policies", default="threshold,cnn")
     ap.add_argument("--image-shift", type=float, default=None, help="Override inspection.image_shift.")
     args = ap.parse_args()
-    ensure_ray(None)
     sets: dict[str, list[object]] = {"agents.inspection.policy": args.policies.split(",")}
     if args.image_shift is not None:
         sets["inspection.image_shift"] = [args.image_shift]
-    result = run_study(args.scenario, args.seeds, sets)
-    console = Console(width=150)
-    table = Table(title=f"{result.scenario}: inspection in the Plant, {len(result.seeds)} seeds, mean ± 95% CI "
-                        f"({result.wall_s:.0f} s)")
-    table.add_column("KPI")
-    for k in range(len(result.configurations)):
-        table.add_column(result.label(k), justify="right")
-    table.add_column(f"paired diff ({result.label(1)} - {result.label(0)})" if len(result.configurations) == 2
-                     else "", justify="right")
-    for name in KPIS:
-        cells = [f"{s[name].mean:.4f} ± {s[name].half_width:.4f}" if name in s else "-" for s in result.summaries]
-        diff = ""
-        if len(result.configurations) == 2:
-            by_seed = [{r["seed"]: r[name] for r in result.per_run if r["configuration"] == k} for k in (0, 1)]
-            common = sorted(set(by_seed[0]) & set(by_seed[1]))
-            if len(common) >= 2:
-                e = mean_ci95(np.array([by_seed[1][s] - by_seed[0][s] for s in common]))
-                diff = f"{e.mean:+.4f} ± {e.half_width:.4f}"
-        table.add_row(name, *cells, diff)
-    console.print(table)
-    for f in result.failures:
-        console.print(f"failed: {f}")
+    compare_in_plant(args.scenario, args.seeds, sets, KPIS, "inspection")
 
 
 if __name__ == "__main__":

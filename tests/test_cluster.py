@@ -83,6 +83,24 @@ def test_agents_that_miss_the_deadline_get_safe_defaults(ray_session):
     assert kpis["safe_defaults"] >= sc.n_ticks and kpis["constraint_violations"] == 0
 
 
+def test_the_voice_agent_hears_on_ray_within_its_own_deadline(ray_session):
+    """Hearing a recording takes longer than the scenario's tick deadline; the voice agent's own one holds."""
+    from cluster.orchestrator import RayRun
+
+    audio = ROOT / "scenarios" / "audio" / "slow_down.wav"
+    sc = scenario(duration_h=0.25, deadline_ms=100.0,
+                  events=[{"type": "voice", "at_min": 5, "audio": str(audio)}])
+    assert sc.agents.voice.deadline_ms == 2000.0
+    handle = RayRun(sc, 0, None)
+    while not handle.run.done:
+        handle.run.step()
+    log, misses = handle.run.operator_log(), handle.run.counters.deadline_misses
+    handle.close()
+    assert misses["voice"] == 0
+    assert log[0]["intent"] == "change_speed" and log[0]["applied"] == {"unit": "pacing",
+                                                                         "settings": {"speed_factor": 0.8}}
+
+
 def _committed_ticks(db: Path) -> int:
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
