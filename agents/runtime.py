@@ -139,19 +139,16 @@ def _loaded_clip(spec: str):
 
 
 @lru_cache(maxsize=4)
-def _loaded_listener(spec: str, stations: tuple[str, ...], n_vehicles: int) -> Listener:
+def _loaded_listener(spec: str, vocabulary: Vocabulary) -> Listener:
     """Whisper, warm, and the grammar of one plant: loaded once per process, not once per seed."""
-    return make_listener(None if spec == "whisper" else spec.split(":", 1)[1],
-                         Vocabulary(lines=("1",), stations=stations, n_vehicles=n_vehicles))
+    return make_listener(None if spec == "whisper" else spec.split(":", 1)[1], vocabulary)
 
 
 def build_voice_agent(sc: Scenario) -> VoiceAgent:
     """The VoiceAgent; Whisper is loaded only when the scenario has recordings to hear."""
     policy = sc.agents.voice.policy
     recordings = any(isinstance(e, VoiceEvent) and e.audio for e in sc.events)
-    vocabulary = vocabulary_for(sc)
-    listener = _loaded_listener(policy, vocabulary.stations, vocabulary.n_vehicles) \
-        if recordings and policy != "off" else None
+    listener = _loaded_listener(policy, vocabulary_for(sc)) if recordings and policy != "off" else None
     in_force = {"jacket_setpoint_c": sc.process.nominal_jacket_c, "pressure_setpoint_bar": sc.process.nominal_pressure_bar,
                 "speed_factor": 1.0}
     gate = CommandGate(SafetyLimits.from_scenario(sc), confirm_window_s=sc.agents.voice.confirm_window_s)

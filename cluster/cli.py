@@ -299,12 +299,12 @@ def route(
     if solver not in ROUTE_SOLVERS:
         raise ShopfloorInputError(f"--solver {solver!r} is not known; allowed: {', '.join(ROUTE_SOLVERS)}")
     inst = read_instance(instance)
-    start = time.perf_counter()
     if solver == "gnn":
         from planning.route_model import load_router, solve_within
 
         net, _ = load_router(model)
-        start = time.perf_counter()
+    start = time.perf_counter()  # the search, not loading
+    if solver == "gnn":
         routes = solve_within(net, inst, time_limit).routes  # multi-start views, then local search
     elif solver in ("pyvrp", "ortools"):
         from planning.reference_solvers import ortools_solve, pyvrp_solve

@@ -79,6 +79,9 @@ class Vocabulary:
     stations: tuple[str, ...] = ()
     n_vehicles: int = 0
 
+    def __hash__(self) -> int:  # a plant's grammar is cached by its vocabulary (agents.runtime)
+        return hash((tuple(self.targets.items()), self.lines, self.stations, self.n_vehicles))
+
     def words(self) -> list[str]:
         """Words to bias speech recognition toward (``SpeechRecognizer.set_vocabulary``)."""
         out = ["station", "line", "reactor", "temperature", "pressure", "inspect", "dispatch", "vehicle", "confirm",

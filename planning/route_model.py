@@ -329,13 +329,15 @@ def actions_to_routes(actions: list[int]) -> list[list[int]]:
 
 @torch.inference_mode()
 def solve_many(model: RouteModel, instances: list[CVRPInstance], mode: str = "greedy", n: int | None = None,
-               augment: int = 1, polish_s: float = 0.0, seed: int = 0) -> list[RouteSolution]:
+               augment: int = 1, polish_s: float = 0.0, seed: int = 0,
+               views: list[int] | None = None) -> list[RouteSolution]:
     """Solve several instances in one batch; each solution is checked with `validate_solution`.
 
     mode : "greedy" (one rollout from the depot), "sample" (``n`` sampled rollouts, default 64) or
         "multistart" (POMO greedy from ``n`` different first customers, default all of them)
     augment : 1..8 views of each instance (symmetries of the unit square), every one decoded
     polish_s : local-search time budget per instance, seconds (0: none)
+    views : which of the 8 symmetries to decode (default: the first ``augment``)
     """
     if mode not in MODES:
         raise ShopfloorInputError(f"mode={mode!r} is invalid; allowed: {list(MODES)}.")
@@ -346,8 +348,10 @@ def solve_many(model: RouteModel, instances: list[CVRPInstance], mode: str = "gr
     t0 = time.perf_counter()
     model.eval()
     p = {"greedy": 1, "sample": n or 64, "multistart": n or max(i.n_customers for i in instances)}[mode]
-    views = [(inst, t) for inst in instances for t in range(augment)]
-    batch = make_batch([v[0] for v in views], model.dims.k_neighbours, [v[1] for v in views])
+    transforms = list(views) if views is not None else list(range(augment))
+    augment = len(transforms)
+    pairs = [(inst, t) for inst in instances for t in transforms]
+    batch = make_batch([v[0] for v in pairs], model.dims.k_neighbours, [v[1] for v in pairs])
     starts = pomo_starts(batch.n_customers, p) if mode == "multistart" else None
     out = model.rollout(batch, p, starts, greedy=mode != "sample", generator=torch.Generator().manual_seed(seed))
     cost = out.cost.view(len(instances), augment * p)
@@ -378,25 +382,17 @@ def solve_within(model: RouteModel, instance: CVRPInstance, budget_s: float, dec
     instance after another (the 8 symmetries of the square) while ``decode_share`` of the budget lasts,
     then local search on the best for what is left. At least one view is decoded, whatever the budget."""
     t0 = time.perf_counter()
-    best, view_s = None, 0.0
+    best, view_s, tried = None, 0.0, 0
     for view in range(8):
         if view and time.perf_counter() - t0 + view_s > decode_share * budget_s:
             break
         t_view = time.perf_counter()
-        batch = make_batch([instance], model.dims.k_neighbours, [view])
-        with torch.inference_mode():
-            out = model.eval().rollout(batch, instance.n_customers, pomo_starts(batch.n_customers,
-                                                                                 instance.n_customers))
-        k = int(out.cost[0].argmin())
-        cost = float(out.cost[0, k]) * float(batch.scale[0])
-        if best is None or cost < best[0]:
-            best = (cost, out.actions[0, k].tolist())
+        found = solve_many(model, [instance], "multistart", seed=seed, views=[view])[0]
+        best = found if best is None or found.cost < best.cost else best
+        tried += found.n_solutions
         view_s = time.perf_counter() - t_view
-    routes = actions_to_routes(best[1])
-    validate_solution(instance, routes)
-    routes = polish(instance, routes, max(0.0, budget_s - (time.perf_counter() - t0)))
-    return RouteSolution(routes, solution_cost(instance, routes), (view + 1) * instance.n_customers,
-                         time.perf_counter() - t0)
+    routes = polish(instance, best.routes, max(0.0, budget_s - (time.perf_counter() - t0)))
+    return RouteSolution(routes, solution_cost(instance, routes), tried, time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------------------------------------- weights
