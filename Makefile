@@ -43,6 +43,8 @@ bench: setup
 	$(PY) benchmarks/voice.py
 	$(PY) benchmarks/routing.py
 	$(PY) benchmarks/dispatch_plant.py
+	$(PY) benchmarks/rl_controllers.py
+	$(PY) benchmarks/pcgym_peer.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

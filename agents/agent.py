@@ -19,7 +19,7 @@ Topics the plant and agents use (design notes §5):
 | ``command/<unit>``         | voice      | an operator command (engineering settings)         |
 | ``veto/<unit>``            | safety, voice | why an action or command was refused or clamped |
 | ``action/<unit>``          | safety     | the final action the plant executes                |
-| ``cfp/*``, ``bid/*``, ``award/*``, ``done/*`` | dispatch | contract-net over delivery orders |
+| ``cfp/*``, ``bid/*``, ``award/*``, ``done/*`` | dispatch, pacing, process | contract net over delivery orders and defect remedies |
 """
 
 from __future__ import annotations

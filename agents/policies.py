@@ -19,6 +19,7 @@ from planning.baselines.dispatchers import NearestNeighbourDispatcher, SavingsDi
 from planning.baselines.inspection import ThresholdInspector
 from planning.baselines.pacing import ConwipRelease, PushRelease
 from planning.baselines.pid import FixedSetpoints, PIDController
+from planning.rl_controller import SHIPPED_POLICIES, RLController
 
 
 class Controller(Protocol):
@@ -42,11 +43,15 @@ def make_controller(unit: str, plant: ShopfloorPlant) -> Controller:
             return FixedSetpoints(sc.process)
         if policy == "pid":
             return PIDController(sc.process)
+        if policy == "rl" or policy.startswith("rl:"):
+            return _rl_controller(unit, policy, plant)
     elif unit == "pacing":
         if policy == "push":
             return PushRelease(sc.line, agents.pacing.push_release_fraction)
         if policy == "conwip":
             return ConwipRelease(sc.line, agents.pacing.wip_cap, sc.tick_s)
+        if policy == "rl" or policy.startswith("rl:"):
+            return _rl_controller(unit, policy, plant)
     elif unit == "dispatch":
         if policy == "nearest":
             return NearestNeighbourDispatcher(plant.fleet)
@@ -90,12 +95,18 @@ def gnn_route_planner(path: str | None = None, budget_s: float = GNN_DISPATCH_BU
     return lambda instance: solve_within(model, instance, budget_s).routes
 
 
+def _rl_controller(unit: str, policy: str, plant: ShopfloorPlant) -> RLController:
+    """The shipped policy of the unit (``rl``) or the one at ``rl:<path>``."""
+    path = policy.partition(":")[2] or SHIPPED_POLICIES[unit]
+    return RLController(path, plant.observation_space(unit), plant.action_space(unit))
+
+
 def _not_available(agent: str, policy: str) -> NoReturn:
     raise ShopfloorInputError(
         f"agents.{agent}.policy = {policy!r}: this build has no trained {policy.split(':')[0]} policy yet; "
         f"available now: {', '.join(_AVAILABLE[agent])}")
 
 
-_AVAILABLE = {"process": ("fixed", "pid"), "pacing": ("push", "conwip"),
+_AVAILABLE = {"process": ("fixed", "pid", "rl", "rl:<path>"), "pacing": ("push", "conwip", "rl", "rl:<path>"),
               "dispatch": ("nearest", "savings", "gnn", "gnn:<path>"),
               "inspection": ("threshold", "cnn", "cnn:<path>", "clip", "clip:<path>")}

@@ -34,11 +34,12 @@ import numpy as np
 from agents.agent import Agent, encode_image, encode_observation
 from agents.blackboard import Blackboard, Entry, Post
 from agents.controller_agent import ControllerAgent
+from agents.defect_negotiation import negotiation_log, pacing_negotiation, process_negotiation
 from agents.fleet_agents import FleetManagerAgent, VehicleAgent
 from agents.eventlog import EventLog, LogSink, replay_into
 from agents.inspection_agent import InspectionAgent
 from agents.policies import make_controller
-from agents.safety import SafetyLimits
+from planning.safety import SafetyLimits
 from agents.safety_agent import SafetyAgent
 from agents.voice_agent import Listener, VoiceAgent, make_listener
 from agents.voice_commands import CommandGate, vocabulary_for
@@ -163,7 +164,12 @@ def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
     if name.startswith("vehicle-"):
         return VehicleAgent(int(name.split("-")[1]), plant.fleet)
     if name in ("process", "pacing", "dispatch"):
-        return ControllerAgent(name, make_controller(name, plant), getattr(sc.agents, name).policy)
+        negotiation = None
+        if name == "pacing":
+            negotiation = pacing_negotiation(sc.line)
+        elif name == "process":
+            negotiation = process_negotiation(sc.process, sc.line, SafetyLimits.from_scenario(sc).pressure_setpoint_bar[1])
+        return ControllerAgent(name, make_controller(name, plant), getattr(sc.agents, name).policy, negotiation)
     if name == "inspection":
         clip = sc.agents.inspection.clip
         vlm = None if clip == "off" else _loaded_clip(clip)
@@ -366,6 +372,10 @@ class PlantRun:
         """Each voice event and what came of it, from the log: the command accepted (and by which unit) or the
         reason it was refused, and for a search the parts found."""
         return operator_log(self.call("read", ["event/voice", "command/*", "veto/voice", "answer/*"], 0))
+
+    def negotiation_log(self) -> list[dict]:
+        """Each defect-alarm negotiation (tender, bids, award, outcome), from the log."""
+        return negotiation_log(self.call("read", ["cfp/*", "bid/*", "award/*", "done/*"], 0))
 
     def timing(self) -> dict[str, float]:
         """Wall-clock figures of this run (not KPIs: they differ between identical runs)."""

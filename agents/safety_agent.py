@@ -10,7 +10,7 @@ operator's ``command/<unit>`` and the plant state, and for every unit posts ``ac
 2. A unit with no proposal this tick (its agent missed the deadline or is restarting) gets its safe
    default: the process holds its setpoints, the line keeps its last safe pacing, the fleet assigns
    nothing, and inspection rejects every part it has not judged (nothing unseen ships).
-3. The safety checks (`agents.safety`) clamp or veto; reasons go to ``veto/<unit>``.
+3. The safety checks (`planning.safety`) clamp or veto; reasons go to ``veto/<unit>``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from agents.agent import decode_observation, latest
 from agents.arbitration import Request, apply_operator_command, arbitrate
 from agents.blackboard import Entry, Post
-from agents.safety import SafetyLimits, check_dispatch, check_pacing, check_process, hold_process_action
+from planning.safety import SafetyLimits, check_dispatch, check_pacing, check_process, hold_process_action
 from environments.line_pacing import controls_to_pacing_action
 from environments.process_control import setpoints_to_action
 from environments.scenario import Scenario
@@ -29,12 +29,15 @@ from environments.scenario import Scenario
 class SafetyAgent:
     def __init__(self, scenario: Scenario, max_parts: int, max_pending: int):
         self.name = "safety"
-        self.subscribes = ("proposal/*", "command/*", "state/process", "state/dispatch", "perception/parts")
+        self.subscribes = ("proposal/*", "command/*", "state/process", "state/pacing", "state/dispatch",
+                           "perception/parts")
         self.scenario, self.limits = scenario, SafetyLimits.from_scenario(scenario)
         self.max_parts, self.max_pending = max_parts, max_pending
         self.standing: dict[str, dict] = {}  # unit -> the operator's settings in force
         line = scenario.line
         self.last_pacing = controls_to_pacing_action(0.0, [1.0] * line.n_stations, line)
+        self._pacing_obs = None
+        self._process_obs_now = self._process_obs_before = None  # the guard reads the reactor's trend
         self.n_vetoes = self.n_clamps = self.n_conflicts = self.n_defaults = 0
 
     def decide(self, tick: int, inbox: list[Entry]) -> list[Post]:
@@ -49,6 +52,9 @@ class SafetyAgent:
             else:
                 self.standing[unit] = {**self.standing.get(unit, {}), **settings}  # "set pressure" keeps the temperature
         process_obs = latest(inbox, "state/process")
+        if process_obs is not None:
+            self._process_obs_before, self._process_obs_now = self._process_obs_now, process_obs
+        self._pacing_obs = latest(inbox, "state/pacing")
         dispatch_state = latest(inbox, "state/dispatch")
         parts = latest(inbox, "perception/parts")
         finals = {}
@@ -90,9 +96,12 @@ class SafetyAgent:
         sc = self.scenario
         if unit == "process":
             obs = decode_observation("process", process_obs.value) if process_obs else np.zeros(10, np.float32)
-            return check_process(action, obs, self.limits, sc.process)
+            before = self._process_obs_before
+            previous = decode_observation("process", before.value) if process_obs and before else None
+            return check_process(action, obs, self.limits, sc.process, previous)
         if unit == "pacing":
-            return check_pacing(action, self.limits, sc.line)
+            obs = decode_observation("pacing", self._pacing_obs.value) if self._pacing_obs else None
+            return check_pacing(action, self.limits, sc.line, obs)
         if unit == "dispatch":
             n_vehicles = len(sc.fleet.fleet)
             mask = np.asarray(dispatch_state.value["action_mask"], dtype=bool) if dispatch_state else \

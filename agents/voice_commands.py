@@ -1,6 +1,6 @@
 """The voice command gate: a parsed command becomes an operator command, a search, or a refusal with a reason.
 
-Every command is checked against the scenario's safety limits (``agents.safety.SafetyLimits``, the same
+Every command is checked against the scenario's safety limits (``planning.safety.SafetyLimits``, the same
 envelope the SafetyAgent enforces) before it reaches the blackboard, so a spoken value outside them is
 refused with the range that is allowed. Two kinds of command wait for the operator's ``confirm``:
 stopping a line, and a setpoint jump larger than the scenario's threshold from the value in force. A
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agents.safety import SafetyLimits
+from planning.safety import SafetyLimits
 from environments.scenario import Scenario
 from perception.commands import ParsedCommand, Vocabulary
 

@@ -46,7 +46,7 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 from perception.audio_io import SAMPLE_RATE, load_audio  # noqa: E402
-from agents.safety import SafetyLimits  # noqa: E402
+from planning.safety import SafetyLimits  # noqa: E402
 from agents.voice_commands import CommandGate  # noqa: E402
 from environments.scenario import load_scenario  # noqa: E402
 from perception.commands import Vocabulary, parse_command, spoken_number as say  # noqa: E402

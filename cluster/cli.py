@@ -237,7 +237,7 @@ def voice(
     """
     import json
 
-    from agents.safety import SafetyLimits
+    from planning.safety import SafetyLimits
     from agents.voice_agent import hear_command, make_listener
     from agents.voice_commands import CommandGate, vocabulary_for
     from environments.scenario import load_scenario

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -106,3 +106,68 @@ def router(
     console.print(table)
     console.print(f"weights: {out} (best epoch {metrics['best']['epoch']})  "
                   f"metrics: {Path(out).with_suffix('.metrics.json')}")
+
+
+def _train_controller(unit: str, seed: int, out: Path | None, scenario: Path, hyperparams: Path | None,
+                      timesteps: int | None, quick: bool, tensorboard: Path | None) -> None:
+    from environments.scenario import load_scenario
+    from planning.rl_controller import SHIPPED_POLICIES
+    from planning.train_rl import load_hyperparams, train_controller
+
+    hp = load_hyperparams(unit, hyperparams)
+    if quick:  # a smoke run: a few hundred steps, validated once, two-hour episodes
+        hp = hp.model_copy(update={"eval_freq": 600, "episode_minutes": 120.0, "n_envs": 1,
+                                   **({"learning_starts": 100} if hp.algo != "ppo" else {"n_steps": 200})})
+        timesteps = timesteps or 600
+    out = out or SHIPPED_POLICIES[unit]
+    metrics = train_controller(unit, load_scenario(scenario), hp, out, seed=seed, n_timesteps=timesteps,
+                               tensorboard_dir=tensorboard, progress_bar=True, command=_command_line())
+    table = Table(title=f"{unit} controller ({hp.algo.upper()}), validation reward on the nominal scenario")
+    for col in ("timesteps", "mean episode reward"):
+        table.add_column(col, justify="right")
+    for row in metrics["learning_curve"]:
+        table.add_row(str(row["timesteps"]), f"{row['validation_reward']:.1f}")
+    console.print(table)
+    console.print(f"policy: {out} ({metrics['size_bytes'] / 1e6:.2f} MB, {metrics['train_s']:.0f} s)  "
+                  f"metrics: {Path(out).with_suffix('.metrics.json')}")
+
+
+_SCENARIO_OPT = Annotated[Path, typer.Option(help="Scenario whose unit config, limits and tick the policy is trained "
+                                                  "for.")]
+_HP_OPT = Annotated[Optional[Path], typer.Option(help="Hyperparameter YAML (RL Zoo style); default "
+                                                      "planning/hyperparams/<unit>.yml.")]
+_STEPS_OPT = Annotated[Optional[int], typer.Option(min=1, help="Override the file's n_timesteps.")]
+_QUICK_OPT = Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 600 steps.")]
+_TB_OPT = Annotated[Optional[Path], typer.Option(help="TensorBoard log directory.")]
+
+
+@train_app.command("process")
+@fail_on_bad_input
+def process(
+    seed: Annotated[int, typer.Option(help="Seed of the policy, the environments and the randomisation.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Policy .zip to write (a .metrics.json goes beside it); "
+                                                     "default planning/policies/process_sac.zip.")] = None,
+    scenario: _SCENARIO_OPT = Path("scenarios/smart_factory.yaml"),
+    hyperparams: _HP_OPT = None,
+    timesteps: _STEPS_OPT = None,
+    quick: _QUICK_OPT = False,
+    tensorboard: _TB_OPT = Path("runs/tensorboard"),
+) -> None:
+    """Train the reactor's setpoint controller (SAC) on the process simulator, behind the safety shield."""
+    _train_controller("process", seed, out, scenario, hyperparams, timesteps, quick, tensorboard)
+
+
+@train_app.command("pacing")
+@fail_on_bad_input
+def pacing(
+    seed: Annotated[int, typer.Option(help="Seed of the policy, the environments and the randomisation.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Policy .zip to write (a .metrics.json goes beside it); "
+                                                     "default planning/policies/pacing_sac.zip.")] = None,
+    scenario: _SCENARIO_OPT = Path("scenarios/smart_factory.yaml"),
+    hyperparams: _HP_OPT = None,
+    timesteps: _STEPS_OPT = None,
+    quick: _QUICK_OPT = False,
+    tensorboard: _TB_OPT = Path("runs/tensorboard"),
+) -> None:
+    """Train the line's pacing controller (SAC: release rate and station speeds) on the line simulator."""
+    _train_controller("pacing", seed, out, scenario, hyperparams, timesteps, quick, tensorboard)

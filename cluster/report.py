@@ -76,6 +76,7 @@ def report_markdown(result: RunResult, plots: dict[str, Path]) -> str:
                      f"{t.get('tick_latency_p99_ms', 0):.1f} |")
     lines += ["", f"Agents ran {'as Ray actors' if result.mode == 'ray' else 'in one process'}.", ""]
     lines += operator_markdown(result.runs[0])
+    lines += negotiation_markdown(result.runs[0])
     lines += ["## KPIs", "", "| KPI | value | definition |", "|---|---|---|"]
     lines += [f"| {n} | {v} | {d} |" for n, v, d in kpi_rows(result)]
     lines += ["", "## Plots", ""]
@@ -108,6 +109,22 @@ def operator_markdown(run: SeedRun) -> list[str]:
             outcome.append(f"{len(found)} parts of {row['answer'].get('history_size', 0)} inspected: {parts}"
                            + (" ..." if len(found) > 5 else "") if found else row["answer"].get("reason", "no parts"))
         lines.append(f"| {minute} | {'; '.join(said)} | {'; '.join(o for o in outcome if o)} |")
+    return lines + [""]
+
+
+def negotiation_markdown(run: SeedRun) -> list[str]:
+    """The defect alarms of one seed: who bid what to remedy each, who won, and what came of it."""
+    lines = [f"## Defect alarms and negotiations (seed {run.seed})", ""]
+    if not run.negotiation_log:
+        return lines + ["No defect alarm was raised.", ""]
+    lines += ["| tick | reject rate (normal) | bids: remedy, plant's loss per hour with it | winner | outcome |",
+              "|---|---|---|---|---|"]
+    for row in run.negotiation_log:
+        bids = "; ".join(f"{unit}: {b['remedy']}, {b['cost']:.3g}/h" for unit, b in sorted(row["bids"].items())) \
+            or "none"
+        alarm = row.get("alarm", {})
+        rates = f"{alarm.get('reject_rate', 0):.2f} ({alarm.get('normal_rate', 0):.2f})"
+        lines.append(f"| {row['tick']} | {rates} | {bids} | {row['winner'] or '-'} | {row['outcome']} |")
     return lines + [""]
 
 

@@ -29,6 +29,7 @@ class SeedRun:
     timing: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
     operator_log: list[dict] = field(default_factory=list, repr=False)  # voice events and their outcomes
+    negotiation_log: list[dict] = field(default_factory=list, repr=False)  # defect alarms: bids, awards, outcomes
 
 
 @dataclass
@@ -78,7 +79,7 @@ def run_seed(scenario: Scenario, seed: int, log: Path | None = None, mode: str =
             if on_tick:
                 on_tick(1)
         return SeedRun(seed, run.kpis(), run.trace, run.plant.fleet.route_history(), run.inspections,
-                       run.timing(), time.perf_counter() - start, run.operator_log())
+                       run.timing(), time.perf_counter() - start, run.operator_log(), run.negotiation_log())
     finally:
         close()
 

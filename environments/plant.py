@@ -19,7 +19,7 @@ Each single-unit agent sees and acts exactly as in its own Gymnasium environment
    each (procedural renderer, true defect label in ``infos["inspection"]["true_defects"]``).
 4. Good parts shipped become delivery orders: every ``coupling.parts_per_order`` parts make one order to a
    random customer node, with a window ``coupling.order_window_min`` after now.
-5. Scripted events due this tick (breakdowns, rush orders) happen; the fleet runs one tick.
+5. Scripted events due this tick (breakdowns, rush orders, catalyst upsets) happen; the fleet runs one tick.
 
 ## Rewards
 Each agent gets its own environment's reward; ``inspection`` gets +1 per correct verdict, -1 per false
@@ -43,7 +43,7 @@ from environments.dispatch import DispatchEnv
 from environments.line_pacing import LinePacingEnv, LineSim, line_observation, line_reward, pacing_action_to_controls
 from environments.parts import render_part, sample_spec, shifted
 from environments.process_control import ProcessControlEnv, ReactorSim
-from environments.scenario import BreakdownEvent, RushOrderEvent, Scenario
+from environments.scenario import BreakdownEvent, CatalystUpsetEvent, RushOrderEvent, Scenario
 
 AGENTS = ("process", "pacing", "dispatch", "inspection")
 ESCAPE_PENALTY, FALSE_ALARM_PENALTY = 10.0, 1.0
@@ -106,6 +106,7 @@ class ShopfloorPlant(ParallelEnv):
         self._images: dict[int, np.ndarray] = {}
         self._n_rendered = 0
         self._events = sorted(sc.events, key=lambda e: e.at_min)
+        self._catalyst_back_at: float | None = None
         self._next_event = 0
         self.inspection_correct = self.orders_created = 0
         self._good0 = self._scrap0 = 0
@@ -143,6 +144,9 @@ class ShopfloorPlant(ParallelEnv):
         while self._next_event < len(self._events) and self._events[self._next_event].at_min <= now_min:
             self._apply_event(self._events[self._next_event])
             self._next_event += 1
+        if self._catalyst_back_at is not None and now_min >= self._catalyst_back_at:
+            self.reactor.set_catalyst(1.0)  # regenerated
+            self._catalyst_back_at = None
         rate, speeds = pacing_action_to_controls(actions["pacing"], sc.line)
         self.line.step(rate, speeds)
         good = self.line.shipped_good - good0
@@ -187,6 +191,9 @@ class ShopfloorPlant(ParallelEnv):
             node = self.fleet.random_customer_node(self.rng)
             self.fleet.add_order(node, event.demand_units, self.fleet.now_min, self.fleet.now_min + event.window_min)
             self.orders_created += 1
+        elif isinstance(event, CatalystUpsetEvent):
+            self.reactor.set_catalyst(event.activity)
+            self._catalyst_back_at = event.at_min + event.duration_min
         # voice events are the agents' business (cluster/), not the plant's
 
     # ------------------------------------------------------------- read-outs

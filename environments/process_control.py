@@ -350,6 +350,7 @@ class ReactorSim:
         self.feed_conc = max(0.0, self.conc_level + cfg.feed_conc_std_mol_per_l * z[0])
         self.feed_temp_c = self.temp_level_c + cfg.feed_temp_std_c * z[1]
         self.activity = max(0.1, 1.0 + cfg.activity_std * z[2])
+        self.activity_level = 1.0  # what the catalyst drifts around; a scripted upset moves it (`set_catalyst`)
         self.time_min = 0.0
         self.n_ticks = 0
         total = self.c_a + self.c_b + self.c_c
@@ -410,7 +411,8 @@ class ReactorSim:
         conc = self.conc_level + (self.feed_conc - self.conc_level) * a_c + s_c * z[3]
         self.feed_conc = conc if conc > 0.0 else 0.0
         self.feed_temp_c = self.temp_level_c + (self.feed_temp_c - self.temp_level_c) * a_t + s_t * z[4]
-        act = 1.0 + (self.activity - 1.0) * a_a + s_a * z[5]
+        level = self.activity_level
+        act = level + (self.activity - level) * a_a + s_a * z[5]
         self.activity = act if act > 0.1 else 0.1
 
         heat_kj, gas_mol, b_out, total_out, a_in, viol = self._integrate(
@@ -454,6 +456,11 @@ class ReactorSim:
         if self.pressure_bar > self.pressure_max_seen_bar:
             self.pressure_max_seen_bar = self.pressure_bar
         self._measure(z[6:])
+
+    def set_catalyst(self, activity: float) -> None:
+        """A step in the catalyst's activity (poisoning, or a fresh charge): it jumps to ``activity`` and
+        drifts around it from now on. Unmeasured, like the drift."""
+        self.activity = self.activity_level = max(0.1, float(activity))
 
     def _integrate(self, jacket_sp_c: float, pressure_sp_bar: float) -> tuple[float, float, float, float, float, bool]:
         """Advance the true state by one tick (``n_sub`` semi-implicit Euler sub-steps).

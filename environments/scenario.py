@@ -33,8 +33,8 @@ from environments.process_control import ReactorConfig
 
 # Policy names each agent accepts. ``rl:PATH`` and ``gnn:PATH`` name learned policies by file.
 POLICIES: dict[str, tuple[str, ...]] = {
-    "process": ("fixed", "pid", "rl:<path>"),
-    "pacing": ("push", "conwip", "rl:<path>"),
+    "process": ("fixed", "pid", "rl", "rl:<path>"),
+    "pacing": ("push", "conwip", "rl", "rl:<path>"),
     "dispatch": ("nearest", "savings", "contract_net", "pyvrp", "gnn", "gnn:<path>"),
     "inspection": ("threshold", "cnn", "cnn:<path>", "clip", "clip:<path>"),
     "voice": ("whisper", "whisper:<name-or-path>", "off"),
@@ -70,12 +70,12 @@ class AgentConfig(_Strict):
 
 class ProcessAgentConfig(AgentConfig):
     kind: ClassVar[str] = "process"
-    policy: str = Field("pid", description="fixed | pid | rl:<path>")
+    policy: str = Field("pid", description="fixed | pid | rl[:<path>] (rl: the shipped SAC policy)")
 
 
 class PacingAgentConfig(AgentConfig):
     kind: ClassVar[str] = "pacing"
-    policy: str = Field("conwip", description="push | conwip | rl:<path>")
+    policy: str = Field("conwip", description="push | conwip | rl[:<path>] (rl: the shipped SAC policy)")
     wip_cap: int = Field(12, ge=1, description="CONWIP: parts allowed in the line at once.")
     push_release_fraction: float = Field(0.95, gt=0, le=1.5,
                                          description="Push: release rate as a fraction of the bottleneck rate.")
@@ -156,6 +156,8 @@ class SafetyConfig(_Strict):
     pressure_setpoint_max_bar: float | None = Field(None, gt=0, description="Highest pressure setpoint, bar.")
     speed_max: float | None = Field(None, gt=0, description="Highest station speed factor.")
     release_max_per_h: float | None = Field(None, ge=0, description="Highest release rate, parts/h.")
+    speed_change_max_per_tick: float | None = Field(None, gt=0, description="Largest change of a station speed "
+                                                    "factor in one tick (a rate limit); None = any.")
     setpoint_jump_confirm_c: float = Field(15.0, gt=0,
                                            description="A setpoint change larger than this needs confirmation.")
 
@@ -172,6 +174,15 @@ class RushOrderEvent(_Strict):
     at_min: float = Field(ge=0, description="When, minutes from start.")
     demand_units: int = Field(gt=0, description="Units to deliver.")
     window_min: float = Field(60.0, gt=0, description="Must be delivered within this many minutes.")
+
+
+class CatalystUpsetEvent(_Strict):
+    """The reactor's catalyst loses activity (poisoning by a feed impurity) until it is regenerated."""
+
+    type: Literal["catalyst_upset"]
+    at_min: float = Field(ge=0, description="When, minutes from start.")
+    activity: float = Field(gt=0.1, le=1.5, description="Catalyst activity from then on (nominal 1.0).")
+    duration_min: float = Field(gt=0, description="Minutes until the catalyst is back at 1.0.")
 
 
 class OperatorCommand(_Strict):
@@ -196,7 +207,7 @@ class VoiceEvent(_Strict):
         return self
 
 
-Event = Annotated[BreakdownEvent | RushOrderEvent | VoiceEvent, Field(discriminator="type")]
+Event = Annotated[BreakdownEvent | RushOrderEvent | CatalystUpsetEvent | VoiceEvent, Field(discriminator="type")]
 
 
 class Scenario(_Strict):

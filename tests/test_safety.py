@@ -1,12 +1,14 @@
 """Safety layer and arbitration: no action outside the limits ever leaves them (property tests)."""
 
 import numpy as np
+
+from environments.process_control import setpoints_to_action
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.arbitration import Request, apply_operator_command, arbitrate, validate_operator_command
-from agents.safety import (SafetyLimits, check_dispatch, check_pacing, check_process, pacing_ok,
+from planning.safety import (SafetyLimits, check_dispatch, check_pacing, check_process, pacing_ok,
                            process_setpoints_ok)
 from environments.errors import ShopfloorInputError
 from environments.process_control import OBS_CENTER, OBS_SCALE
@@ -60,17 +62,42 @@ def test_wrong_shapes_are_vetoed_not_crashing():
     assert check_dispatch(np.zeros(7), np.ones(4 * 17, bool), 16).vetoed
 
 
-def test_hot_reactor_may_not_be_heated_further():
-    hot = np.zeros(10, np.float32)
-    hot[0] = (LIMITS.reactor_temperature_c[1] - 1.0 - OBS_CENTER[0]) / OBS_SCALE[0]  # 1 C under its limit
-    hot[7] = (70.0 - OBS_CENTER[7]) / OBS_SCALE[7]  # jacket setpoint now 70 C
-    verdict = check_process(np.array([1.0, 0.0], np.float32), hot, LIMITS, PROC)
-    assert verdict.vetoed and "may not rise" in verdict.reasons[-1]
+def _process_obs(temp_c: float, jacket_sp_c: float = 70.0, pressure_bar: float = 6.0) -> np.ndarray:
+    obs = np.zeros(10, np.float32)
+    for i, value in ((0, temp_c), (7, jacket_sp_c), (2, pressure_bar), (8, pressure_bar)):
+        obs[i] = (value - OBS_CENTER[i]) / OBS_SCALE[i]
+    return obs
+
+
+def test_hot_reactor_is_driven_back():
     from environments.process_control import action_to_setpoints
 
-    assert action_to_setpoints(PROC, verdict.action)[0] == pytest.approx(70.0, abs=0.01)
-    # cooling is allowed
-    assert not check_process(np.array([-0.5, 0.0], np.float32), hot, LIMITS, PROC).vetoed
+    hot = _process_obs(LIMITS.reactor_temperature_c[1] - 1.0)  # 1 C under its limit, jacket at 70 C
+    verdict = check_process(np.array([1.0, 0.0], np.float32), hot, LIMITS, PROC)
+    assert verdict.vetoed and "held at or below" in verdict.reasons[-1]
+    jacket, pressure = action_to_setpoints(PROC, verdict.action)
+    assert jacket <= 70.0 - LIMITS.recovery_step_c + 0.01  # cooler than it was, not merely held
+    assert pressure <= 6.0 - LIMITS.recovery_pressure_cut_bar + 0.01  # the reaction's heat slows
+    # cooling harder than the guard asks is the controller's own business
+    assert not check_process(setpoints_to_action(PROC, 40.0, 3.0), hot, LIMITS, PROC).vetoed
+    # far from the edge, nothing is touched
+    assert not check_process(np.array([0.3, 0.0], np.float32), _process_obs(75.0), LIMITS, PROC).vetoed
+
+
+def test_cold_reactor_is_driven_back_and_trends_count():
+    from environments.process_control import action_to_setpoints
+
+    cold = _process_obs(LIMITS.reactor_temperature_c[0] + 1.0)
+    verdict = check_process(np.array([-1.0, -1.0], np.float32), cold, LIMITS, PROC)
+    jacket, pressure = action_to_setpoints(PROC, verdict.action)
+    assert verdict.vetoed and jacket >= 70.0 + LIMITS.recovery_step_c - 0.01 and pressure >= 7.0 - 0.01
+    # 80 C now but climbing 3 C a tick: the guard acts before the reactor gets near its limit
+    t_hi = LIMITS.reactor_temperature_c[1]
+    climbing = check_process(np.array([1.0, 0.0], np.float32), _process_obs(t_hi - 12.0), LIMITS, PROC,
+                             previous_observation=_process_obs(t_hi - 15.0))
+    steady = check_process(np.array([1.0, 0.0], np.float32), _process_obs(t_hi - 12.0), LIMITS, PROC,
+                           previous_observation=_process_obs(t_hi - 12.0))
+    assert climbing.vetoed and not steady.vetoed
 
 
 @settings(max_examples=300, deadline=None, database=None)

@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.safety import SafetyLimits
+from planning.safety import SafetyLimits
 from agents.voice_commands import CommandGate
 from environments.scenario import load_scenario
 from perception.commands import ParsedCommand, Vocabulary, parse_command
