@@ -37,9 +37,19 @@ import numpy as np
 
 from agents.blackboard import Entry, Post
 from agents.negotiation import Bid, choose_winner
-from environments.line_pacing import LineConfig, controls_to_pacing_action, pacing_action_to_controls
-from environments.process_control import (OBS_CENTER, OBS_SCALE, R_J_PER_MOL_K, ReactorConfig, action_to_setpoints,
-                                          setpoints_to_action)
+from environments.line_pacing import (
+    LineConfig,
+    controls_to_pacing_action,
+    pacing_action_to_controls,
+)
+from environments.process_control import (
+    OBS_CENTER,
+    OBS_SCALE,
+    R_J_PER_MOL_K,
+    ReactorConfig,
+    action_to_setpoints,
+    setpoints_to_action,
+)
 
 TASK_PREFIX = "defect-"
 PRESSURE_STEP_BAR = 1.5
@@ -97,7 +107,8 @@ def process_bid(observation, process: ReactorConfig, line: LineConfig, pressure_
     purity, pressure = _measured(observation, _PURITY), _measured(observation, _PRESSURE)
     target = min(pressure + PRESSURE_STEP_BAR, pressure_max_bar)
     # at most the whole purity hazard, and only the share of the step the pressure has room for
-    hazard = line.purity_defect_gain * max(0.0, line.purity_reference - purity) * (target - pressure) / PRESSURE_STEP_BAR
+    room = (target - pressure) / PRESSURE_STEP_BAR
+    hazard = line.purity_defect_gain * max(0.0, line.purity_reference - purity) * room
     if hazard <= 1e-6 or target <= pressure + 0.05:
         return None
     feed = _measured(observation, _FEED_CONC)

@@ -20,10 +20,16 @@ import numpy as np
 from agents.agent import decode_observation, latest
 from agents.arbitration import Request, apply_operator_command, arbitrate
 from agents.blackboard import Entry, Post
-from planning.safety import SafetyLimits, check_dispatch, check_pacing, check_process, hold_process_action
 from environments.line_pacing import controls_to_pacing_action
 from environments.process_control import setpoints_to_action
 from environments.scenario import Scenario
+from planning.safety import (
+    SafetyLimits,
+    check_dispatch,
+    check_pacing,
+    check_process,
+    hold_process_action,
+)
 
 
 class SafetyAgent:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -134,18 +134,18 @@ def _train_controller(unit: str, seed: int, out: Path | None, scenario: Path, hy
 
 _SCENARIO_OPT = Annotated[Path, typer.Option(help="Scenario whose unit config, limits and tick the policy is trained "
                                                   "for.")]
-_HP_OPT = Annotated[Optional[Path], typer.Option(help="Hyperparameter YAML (RL Zoo style); default "
+_HP_OPT = Annotated[Path | None, typer.Option(help="Hyperparameter YAML (RL Zoo style); default "
                                                       "planning/hyperparams/<unit>.yml.")]
-_STEPS_OPT = Annotated[Optional[int], typer.Option(min=1, help="Override the file's n_timesteps.")]
+_STEPS_OPT = Annotated[int | None, typer.Option(min=1, help="Override the file's n_timesteps.")]
 _QUICK_OPT = Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 600 steps.")]
-_TB_OPT = Annotated[Optional[Path], typer.Option(help="TensorBoard log directory.")]
+_TB_OPT = Annotated[Path | None, typer.Option(help="TensorBoard log directory.")]
 
 
 @train_app.command("process")
 @fail_on_bad_input
 def process(
     seed: Annotated[int, typer.Option(help="Seed of the policy, the environments and the randomisation.")] = 0,
-    out: Annotated[Optional[Path], typer.Option(help="Policy .zip to write (a .metrics.json goes beside it); "
+    out: Annotated[Path | None, typer.Option(help="Policy .zip to write (a .metrics.json goes beside it); "
                                                      "default planning/policies/process_sac.zip.")] = None,
     scenario: _SCENARIO_OPT = Path("scenarios/smart_factory.yaml"),
     hyperparams: _HP_OPT = None,
@@ -161,7 +161,7 @@ def process(
 @fail_on_bad_input
 def pacing(
     seed: Annotated[int, typer.Option(help="Seed of the policy, the environments and the randomisation.")] = 0,
-    out: Annotated[Optional[Path], typer.Option(help="Policy .zip to write (a .metrics.json goes beside it); "
+    out: Annotated[Path | None, typer.Option(help="Policy .zip to write (a .metrics.json goes beside it); "
                                                      "default planning/policies/pacing_sac.zip.")] = None,
     scenario: _SCENARIO_OPT = Path("scenarios/smart_factory.yaml"),
     hyperparams: _HP_OPT = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,12 @@ def load_rl_policy(path: str | os.PathLike):
                               "a .zip written by `shopfloor train process|pacing`.")
 
 
+@lru_cache(maxsize=8)
+def _cached_policy(path: str, mtime: float):
+    """Policies are stateless at inference: one loaded copy per file serves every seed of a study."""
+    return load_rl_policy(path)
+
+
 class RLController:
     """``act(observation) -> action`` with a trained policy, deterministic.
 
@@ -57,7 +64,9 @@ class RLController:
 
     def __init__(self, path: str | os.PathLike, observation_space=None, action_space=None):
         self.path = Path(path)
-        self.model = load_rl_policy(self.path)
+        if not self.path.is_file():
+            load_rl_policy(self.path)  # raises the one-line error
+        self.model = _cached_policy(str(self.path.resolve()), self.path.stat().st_mtime)
         for what, want, have in (("observation", observation_space, self.model.observation_space),
                                  ("action", action_space, self.model.action_space)):
             if want is not None and (want.shape != have.shape):

@@ -19,8 +19,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from environments.line_pacing import LineConfig, controls_to_pacing_action, pacing_action_to_controls
-from environments.process_control import OBS_CENTER, OBS_SCALE, ReactorConfig, action_to_setpoints, setpoints_to_action
+from environments.line_pacing import (
+    LineConfig,
+    controls_to_pacing_action,
+    pacing_action_to_controls,
+)
+from environments.process_control import (
+    OBS_CENTER,
+    OBS_SCALE,
+    ReactorConfig,
+    action_to_setpoints,
+    setpoints_to_action,
+)
 from environments.scenario import Scenario
 
 _REACTOR_TEMP, _JACKET_SP = 0, 7  # ProcessControl observation indices

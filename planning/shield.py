@@ -22,7 +22,13 @@ import numpy as np
 
 from environments.line_pacing import LinePacingEnv
 from environments.process_control import ProcessControlEnv
-from planning.safety import SafetyLimits, check_pacing, check_process, pacing_ok, process_setpoints_ok
+from planning.safety import (
+    SafetyLimits,
+    check_pacing,
+    check_process,
+    pacing_ok,
+    process_setpoints_ok,
+)
 
 
 class SafetyShield(gym.Wrapper):

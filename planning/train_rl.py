@@ -5,8 +5,9 @@ Hyperparameters live in YAML files, RL Zoo style (``planning/hyperparams/<unit>.
 algorithm's constructor as it stands. The environment is the unit's own Gymnasium simulator, built
 from the scenario's config, behind the safety shield (`planning.shield`) and domain randomisation
 (`planning.domain_randomization`). Every ``eval_freq`` steps the deterministic policy is scored on
-validation seeds of the *nominal* scenario (shielded, the same seeds every time); the best one is kept. Validation seeds and the
-benchmark's held-out seeds (``HELD_OUT_SEEDS``) never meet the training seeds.
+validation seeds of the *nominal* scenario (shielded, the same seeds every time); the best one is
+kept. Validation seeds and the benchmark's held-out seeds (``HELD_OUT_SEEDS``) never meet the
+training seeds.
 
 Outputs: ``<out>`` (the SB3 ``.zip``), ``<out stem>.metrics.json`` (command, seed, hyperparameters,
 learning curve, wall time) and TensorBoard logs under ``tensorboard_dir``.

@@ -31,8 +31,8 @@ def test_run_writes_the_run_directory(tmp_path):
     assert "parts_per_order: 8" in resolved and "mtbf_h" in resolved  # overrides and defaults filled in
     assert (out / "events-seed1.sqlite").is_file() and (out / "events-seed2.sqlite").is_file()
     report = (out / "report.md").read_text()
-    assert "| pacing | conwip |" in report and "plots/routes.png" in report
-    assert "## Coordination" in report and "| 1 | 0 | 0 | 1 |" in report  # seed 1: the operator's command met CONWIP
+    assert "| pacing | rl |" in report and "plots/routes.png" in report
+    assert "## Coordination" in report and "| 1 | 0 | 0 | 1 |" in report  # seed 1: operator meets policy
 
 
 def test_envs_lists_the_registered_environments():

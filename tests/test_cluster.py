@@ -183,7 +183,7 @@ def test_study_compares_configurations_and_reports_a_failed_run(ray_session, tmp
                                     "agents.process.policy": ["pid", "rl:missing.zip"]}, workers=2,
                        out_dir=tmp_path / "study")
     assert len(result.configurations) == 4 and len(result.per_run) == 6 and len(result.failures) == 6
-    assert all("rl" in f["error"] for f in result.failures)
+    assert all("missing.zip" in f["error"] for f in result.failures)
     push, conwip = result.summaries[0], result.summaries[2]
     assert push["throughput_per_hour"].n == 3
     assert conwip["wip_mean"].mean <= 3 + 1 < push["wip_mean"].mean  # CONWIP holds WIP at its cap (within one)

@@ -12,11 +12,23 @@ import pytest
 
 from agents.blackboard import Blackboard, Post
 from agents.controller_agent import ControllerAgent
-from agents.defect_negotiation import negotiation_log, pacing_negotiation, process_negotiation
+from agents.defect_negotiation import (
+    negotiation_log,
+    pacing_negotiation,
+    process_negotiation,
+)
 from agents.runtime import start_local_run
 from environments.errors import ShopfloorInputError
-from environments.line_pacing import controls_to_pacing_action, pacing_action_to_controls
-from environments.process_control import OBS_CENTER, OBS_SCALE, action_to_setpoints, setpoints_to_action
+from environments.line_pacing import (
+    controls_to_pacing_action,
+    pacing_action_to_controls,
+)
+from environments.process_control import (
+    OBS_CENTER,
+    OBS_SCALE,
+    action_to_setpoints,
+    setpoints_to_action,
+)
 from environments.scenario import load_scenario
 from planning.baselines.pacing import ConwipRelease
 from planning.baselines.pid import PIDController

@@ -55,7 +55,7 @@ MALFORMED = {
     "negative_mtbf_path": ("name: x\nline:\n  stations: [{name: a}, {name: b}, {name: c, mtbf_h: -2}]\n",
                            ["line.stations[2].mtbf_h", "-2", "greater than 0"]),
     "unknown_policy": ("name: x\nagents:\n  pacing: {policy: magic}\n",
-                       ["agents.pacing.policy", "'magic'", "allowed: push, conwip, rl:<path>"]),
+                       ["agents.pacing.policy", "'magic'", "allowed: push, conwip, rl, rl:<path>"]),
     "unknown_key": ("name: x\nline:\n  speed_mn: 0.5\n", ["line.speed_mn", "unknown key", "speed_min"]),
     "unknown_top_key": ("name: x\nflet: {}\n", ["flet", "unknown key", "fleet"]),
     "empty_file": ("", ["empty", "mapping"]),
