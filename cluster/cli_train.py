@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from cluster.cli_common import StagedProgress, console, fail_on_bad_input
+from environments.errors import ShopfloorInputError
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a model; the defaults reproduce the shipped weights.")
 
@@ -33,6 +34,9 @@ def defect_cnn(
     n_val: Annotated[int, typer.Option(min=1, help="Rendered validation images.")] = 3_000,
     epochs: Annotated[int, typer.Option(min=1)] = 12,
     image_size: Annotated[int, typer.Option(min=32, max=256, help="Image side in pixels.")] = 64,
+    train_shift: Annotated[str, typer.Option(help="Imaging conditions of the training images: randomized (uniform "
+                                                  "over the ranges) or randomized_harsh (weighted to dim, low, "
+                                                  "noisy light).")] = "randomized",
     quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 700 images, 1 epoch.")] = False,
 ) -> None:
     """Train the defect CNN on rendered, domain-randomised parts and calibrate its reject threshold."""
@@ -40,7 +44,10 @@ def defect_cnn(
 
     if quick:
         n_train, n_val, epochs = 600, 100, 1
-    cfg = DefectCNNTrainConfig(seed=seed, image_size=image_size, n_train=n_train, n_val=n_val, epochs=epochs)
+    if train_shift not in ("randomized", "randomized_harsh"):
+        raise ShopfloorInputError(f"--train-shift {train_shift!r} is invalid; allowed: randomized, randomized_harsh.")
+    cfg = DefectCNNTrainConfig(seed=seed, image_size=image_size, n_train=n_train, n_val=n_val, epochs=epochs,
+                               train_shift=train_shift)
     with StagedProgress() as progress:
         metrics = train_defect_cnn(cfg, out, progress, command=_command_line())
     val = metrics["validation"]

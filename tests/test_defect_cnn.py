@@ -195,3 +195,20 @@ def test_inspection_agent_in_a_run_catches_defects_and_answers_a_query():
     seen_by_then = [v for v in verdicts if v.tick <= answers[0].tick]  # the index holds every inspection so far
     assert answer["history_size"] == len(seen_by_then)
     assert {r["part_id"] for r in answer["results"]} <= {int(v.key) for v in seen_by_then}
+
+
+def test_harsh_randomisation_keeps_the_ranges_and_draws_their_harsh_ends_more_often():
+    from perception.datasets import parse_shift
+
+    rng = np.random.default_rng(0)
+    uniform, harsh = parse_shift("randomized"), parse_shift("randomized_harsh")
+
+    def dim_low_noisy(sample):
+        shifts = [sample(rng) for _ in range(4000)]
+        for s in shifts:
+            assert 0.5 <= s.brightness <= 1.3 and 0.0 <= s.noise_std <= 0.07 and 25 <= s.light_elevation_deg <= 85
+        return np.mean([s.brightness <= 0.7 and s.noise_std >= 0.05 and s.light_elevation_deg <= 35 for s in shifts])
+
+    assert dim_low_noisy(harsh) > 4 * dim_low_noisy(uniform)
+    with pytest.raises(ShopfloorInputError, match="randomized_harsh"):
+        parse_shift("harshest")
