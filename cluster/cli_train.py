@@ -148,33 +148,25 @@ _QUICK_OPT = Annotated[bool, typer.Option("--quick", help="A tiny run (tests, sm
 _TB_OPT = Annotated[Path | None, typer.Option(help="TensorBoard log directory.")]
 
 
-@train_app.command("process")
-@fail_on_bad_input
-def process(
-    seed: Annotated[int, typer.Option(help="Seed of the policy, the environments and the randomisation.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Policy .zip to write (a .metrics.json goes beside it); "
-                                                     "default planning/policies/process_sac.zip.")] = None,
-    scenario: _SCENARIO_OPT = Path("scenarios/smart_factory.yaml"),
-    hyperparams: _HP_OPT = None,
-    timesteps: _STEPS_OPT = None,
-    quick: _QUICK_OPT = False,
-    tensorboard: _TB_OPT = Path("runs/tensorboard"),
-) -> None:
-    """Train the reactor's setpoint controller (SAC) on the process simulator, behind the safety shield."""
-    _train_controller("process", seed, out, scenario, hyperparams, timesteps, quick, tensorboard)
+def _controller_command(unit: str, summary: str) -> None:
+    """Register ``shopfloor train <unit>`` (process and pacing take the same options)."""
+
+    @train_app.command(unit, help=summary)
+    @fail_on_bad_input
+    def command(
+        seed: Annotated[int, typer.Option(help="Seed of the policy, the environments and the randomisation.")] = 0,
+        out: Annotated[Path | None, typer.Option(help="Policy .zip to write (a .metrics.json goes beside it); "
+                                                      "default planning/policies/<unit>_sac.zip.")] = None,
+        scenario: _SCENARIO_OPT = Path("scenarios/smart_factory.yaml"),
+        hyperparams: _HP_OPT = None,
+        timesteps: _STEPS_OPT = None,
+        quick: _QUICK_OPT = False,
+        tensorboard: _TB_OPT = Path("runs/tensorboard"),
+    ) -> None:
+        _train_controller(unit, seed, out, scenario, hyperparams, timesteps, quick, tensorboard)
 
 
-@train_app.command("pacing")
-@fail_on_bad_input
-def pacing(
-    seed: Annotated[int, typer.Option(help="Seed of the policy, the environments and the randomisation.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Policy .zip to write (a .metrics.json goes beside it); "
-                                                     "default planning/policies/pacing_sac.zip.")] = None,
-    scenario: _SCENARIO_OPT = Path("scenarios/smart_factory.yaml"),
-    hyperparams: _HP_OPT = None,
-    timesteps: _STEPS_OPT = None,
-    quick: _QUICK_OPT = False,
-    tensorboard: _TB_OPT = Path("runs/tensorboard"),
-) -> None:
-    """Train the line's pacing controller (SAC: release rate and station speeds) on the line simulator."""
-    _train_controller("pacing", seed, out, scenario, hyperparams, timesteps, quick, tensorboard)
+_controller_command("process", "Train the reactor's setpoint controller (SAC) on the process simulator, behind the "
+                               "safety shield.")
+_controller_command("pacing", "Train the line's pacing controller (SAC: release rate and station speeds) on the line "
+                              "simulator, behind the safety shield.")
