@@ -98,7 +98,7 @@ def gnn_route_planner(path: str | None = None, budget_s: float = GNN_DISPATCH_BU
 def _rl_controller(unit: str, policy: str, plant: ShopfloorPlant) -> RLController:
     """The shipped policy of the unit (``rl``) or the one at ``rl:<path>``."""
     path = policy.partition(":")[2] or SHIPPED_POLICIES[unit]
-    return RLController(path, plant.observation_space(unit), plant.action_space(unit))
+    return RLController.load(path, plant.observation_space(unit), plant.action_space(unit))
 
 
 def _not_available(agent: str, policy: str) -> NoReturn:

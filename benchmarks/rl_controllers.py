@@ -81,7 +81,7 @@ def main() -> None:
         process = {
             "fixed setpoints": evaluate("process", sc, FixedSetpoints(sc.process), seeds),
             "PID (tuned)": evaluate("process", sc, PIDController(sc.process, dt_min=sc.tick_s / 60.0), seeds),
-            "SAC (shipped)": evaluate("process", sc, RLController(args.process), seeds),
+            "SAC (shipped)": evaluate("process", sc, RLController.load(args.process), seeds),
         }
         table(f"{sc.name}: process unit ({time.perf_counter() - t0:.0f} s)", process, PROCESS_KPIS)
         fixed, pid, rl = process.values()
@@ -98,7 +98,7 @@ def main() -> None:
         pacing = {
             "push (95%)": evaluate("pacing", sc, PushRelease(sc.line, 0.95), seeds),
             f"CONWIP (cap {cap})": evaluate("pacing", sc, ConwipRelease(sc.line, cap, sc.tick_s), seeds),
-            "SAC (shipped)": evaluate("pacing", sc, RLController(args.pacing), seeds),
+            "SAC (shipped)": evaluate("pacing", sc, RLController.load(args.pacing), seeds),
         }
         table(f"{sc.name}: line pacing ({time.perf_counter() - t0:.0f} s)", pacing, PACING_KPIS)
         _, conwip, rl = pacing.values()

@@ -53,25 +53,28 @@ def _cached_policy(path: str, mtime: float):
 
 
 class RLController:
-    """``act(observation) -> action`` with a trained policy, deterministic.
+    """``act(observation) -> action`` with a trained SB3 policy, deterministic.
 
-    Parameters
-    ----------
-    path : the policy's .zip.
-    observation_space, action_space : the unit's spaces in this plant; a policy trained for other spaces
-        is refused.
+    ``RLController(model)`` wraps a policy in memory (training validates this way);
+    ``RLController.load(path, observation_space, action_space)`` loads the file and refuses a policy
+    trained for other spaces.
     """
 
-    def __init__(self, path: str | os.PathLike, observation_space=None, action_space=None):
-        self.path = Path(path)
-        if not self.path.is_file():
-            load_rl_policy(self.path)  # raises the one-line error
-        self.model = _cached_policy(str(self.path.resolve()), self.path.stat().st_mtime)
-        for what, want, have in (("observation", observation_space, self.model.observation_space),
-                                 ("action", action_space, self.model.action_space)):
+    def __init__(self, model):
+        self.model = model
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, observation_space=None, action_space=None) -> RLController:
+        path = Path(path)
+        if not path.is_file():
+            load_rl_policy(path)  # raises the one-line error
+        model = _cached_policy(str(path.resolve()), path.stat().st_mtime)
+        for what, want, have in (("observation", observation_space, model.observation_space),
+                                 ("action", action_space, model.action_space)):
             if want is not None and (want.shape != have.shape):
-                raise ShopfloorInputError(f"RL policy {str(self.path)!r} was trained for {what} shape {have.shape}; "
+                raise ShopfloorInputError(f"RL policy {str(path)!r} was trained for {what} shape {have.shape}; "
                                           f"this plant's unit has {want.shape}; retrain it for this scenario.")
+        return cls(model)
 
     def reset(self, seed: int | None = None) -> None:
         pass

@@ -28,6 +28,7 @@ from environments.errors import ShopfloorInputError
 from environments.scenario import Scenario
 from planning.domain_randomization import Randomization
 from planning.evaluation import evaluate, unit_env
+from planning.rl_controller import RLController
 
 Unit = Literal["process", "pacing"]
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
@@ -77,19 +78,6 @@ def _algorithm(name: str):
     return {"sac": SAC, "ppo": PPO, "td3": TD3}[name]
 
 
-class _PolicyController:
-    """The policy being trained, as a controller (deterministic)."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def reset(self, seed: int | None = None) -> None:
-        pass
-
-    def act(self, observation):
-        return self.model.predict(observation, deterministic=True)[0]
-
-
 def _validation_callback(unit: Unit, scenario: Scenario, out: Path, eval_freq: int, curve: list[dict]):
     """Every ``eval_freq`` calls: score the deterministic policy on ``VALIDATION_SEEDS`` (the same seeds
     every time, so the scores compare), keep the best at ``out``, log ``eval/mean_reward``."""
@@ -110,7 +98,7 @@ def _validation_callback(unit: Unit, scenario: Scenario, out: Path, eval_freq: i
                 self.validate()
 
         def validate(self) -> None:
-            runs = evaluate(unit, scenario, _PolicyController(self.model), VALIDATION_SEEDS)
+            runs = evaluate(unit, scenario, RLController(self.model), VALIDATION_SEEDS)
             reward = float(np.mean([r["episode_reward"] for r in runs]))
             curve.append({"timesteps": int(self.num_timesteps), "validation_reward": reward})
             self.logger.record("eval/mean_reward", reward)

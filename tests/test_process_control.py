@@ -6,7 +6,8 @@ from gymnasium.utils.env_checker import check_env
 from pydantic import ValidationError
 
 from environments.process_control import ProcessControlEnv, ReactorConfig, ReactorSim
-from planning.baselines.pid import FixedSetpoints, PIDController, run_episode
+from planning.baselines.pid import FixedSetpoints, PIDController
+from planning.evaluation import run_episode
 
 
 def rollout(env: ProcessControlEnv, seed: int, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict]]:

@@ -36,7 +36,6 @@ from planning.domain_randomization import DomainRandomized, Randomization
 from planning.evaluation import evaluate, run_episode, unit_env
 from planning.rl_controller import SHIPPED_POLICIES, RLController
 from planning.safety import SafetyLimits
-from planning.shield import SafetyShield
 from planning.train_rl import HELD_OUT_SEEDS, load_hyperparams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +139,7 @@ def test_quick_training_writes_a_policy_that_loads_and_acts(tmp_path):
     assert metrics["seed"] == 3 and metrics["algo"] == "sac" and "train pacing --quick" in metrics["command"]
     assert metrics["learning_curve"] and np.isfinite(metrics["best_validation_reward"])
     assert any((tmp_path / "tb").rglob("events.out.tfevents*"))  # TensorBoard logged
-    controller = RLController(out)
+    controller = RLController.load(out)
     obs, _ = unit_env("pacing", SCENARIO).reset(seed=0)
     assert controller.act(obs).shape == (SCENARIO.line.n_stations + 1,)
     bad = _shopfloor("train", "pacing", "--quick", "--hyperparams", tmp_path / "missing.yml", "--out", out)
@@ -152,9 +151,9 @@ def test_a_policy_for_another_line_is_refused(tmp_path):
     space = unit_env("pacing", five).observation_space
     wrong = type(space)(0.0, 4.0, shape=(space.shape[0] + 4,), dtype=np.float32)
     with pytest.raises(ShopfloorInputError, match="retrain it"):
-        RLController(SHIPPED_POLICIES["pacing"], wrong)
+        RLController.load(SHIPPED_POLICIES["pacing"], wrong)
     with pytest.raises(ShopfloorInputError, match="does not exist"):
-        RLController(tmp_path / "nothing.zip")
+        RLController.load(tmp_path / "nothing.zip")
 
 
 # ------------------------------------------------------------------------------------ shipped policies
@@ -173,7 +172,7 @@ def test_shipped_process_policy_beats_fixed_setpoints_and_pid_on_held_out_seeds(
 
     fixed = evaluate("process", SCENARIO, FixedSetpoints(SCENARIO.process), seeds)
     pid = evaluate("process", SCENARIO, PIDController(SCENARIO.process), seeds)
-    sac = evaluate("process", SCENARIO, RLController(SHIPPED_POLICIES["process"]), seeds)
+    sac = evaluate("process", SCENARIO, RLController.load(SHIPPED_POLICIES["process"]), seeds)
 
     def mean(runs, k):
         return float(np.mean([r[k] for r in runs]))
@@ -188,7 +187,7 @@ def test_shipped_pacing_policy_ships_10_percent_more_than_conwip_at_no_more_wip_
     """CONWIP with a cap of 12 holds more WIP than the policy does, and ships less by over 10%."""
     seeds = HELD_OUT_SEEDS[:4]
     conwip = evaluate("pacing", SCENARIO, ConwipRelease(SCENARIO.line, 12, SCENARIO.tick_s), seeds)
-    sac = evaluate("pacing", SCENARIO, RLController(SHIPPED_POLICIES["pacing"]), seeds)
+    sac = evaluate("pacing", SCENARIO, RLController.load(SHIPPED_POLICIES["pacing"]), seeds)
 
     def mean(runs, k):
         return float(np.mean([r[k] for r in runs]))

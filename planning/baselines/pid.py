@@ -131,18 +131,6 @@ class PIDController:
         return setpoints_to_action(cfg, out, pressure)
 
 
-def run_episode(env: ProcessControlEnv, policy: FixedSetpoints | PIDController, seed: int) -> dict[str, float]:
-    """One full episode; returns the sim's KPIs plus ``episode_reward``."""
-    obs, _ = env.reset(seed=seed)
-    policy.reset(seed)
-    total, done = 0.0, False
-    while not done:
-        obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
-        total += reward
-        done = terminated or truncated
-    return {**env.sim.kpis(), "episode_reward": total}
-
-
 def tune_pid(
     config: ReactorConfig | None = None,
     seeds: list[int] | tuple[int, ...] = tuple(range(100, 110)),
