@@ -9,7 +9,7 @@ stop_line      line                                    "stop line two"
 start_line     line                                    "restart line one"
 change_speed   line, percent                           "change speed of line one to eighty percent"
 dispatch       order?, vehicle?                        "dispatch order seventeen with van two"
-query          subject                                 "find gears with a crack near the rim"
+query          subject (canonical_subject)             "find gears with a crack near the rim"
 confirm        -                                       "confirm", "yes, do it"
 cancel         -                                       "cancel", "never mind"
 none           -                                       anything else: never a guess
@@ -244,6 +244,31 @@ def _resolve(name: str | None, allowed: Sequence[str]) -> str | None:
     return None
 
 
+def canonical_subject(words: Sequence[str]) -> str:
+    """A search's description in one form: part nouns plural, a defect after "with" plural, no "a"/"an",
+    and "the" only after a preposition of place. "the plate with a crack near the rim" and "plates with
+    cracks near the rim" ask the inspection history the same thing; the recogniser writes either for the
+    same speech ("Find caps with a dent." for "find caps with dents"), and the retrieval must not care."""
+    from environments.parts import PART_TYPES
+
+    out: list[str] = []
+    for w in words:
+        prev = out[-1] if out else ""
+        if w in ("a", "an") or (w == "the" and prev not in _PLACE_WORDS):
+            continue
+        if w in PART_TYPES or w == "part":
+            w += "s"
+        elif prev in ("with", "missing") and w in _DEFECT_PLURALS:
+            w = _DEFECT_PLURALS[w]
+        out.append(w)
+    return " ".join(out)
+
+
+_PLACE_WORDS = ("near", "at", "on", "in")
+_DEFECT_PLURALS = {"scratch": "scratches", "crack": "cracks", "dent": "dents", "stain": "stains", "burr": "burrs",
+                   "hole": "holes"}
+
+
 def parse_command(text: str, vocab: Vocabulary = Vocabulary()) -> ParsedCommand:
     """Parse one utterance. Slots hold plant names (``vocab``) and numbers as floats."""
     tokens = _collapse_repeats(words_to_numbers(snap(normalise(text), vocab.lexicon())))
@@ -274,7 +299,7 @@ def parse_command(text: str, vocab: Vocabulary = Vocabulary()) -> ParsedCommand:
             rest = rest[1:]
         if not rest:
             return ParsedCommand("none", text=joined, reason="a query needs a description, e.g. 'find cracked gears'")
-        return ParsedCommand("query", {"subject": " ".join(rest)}, joined)
+        return ParsedCommand("query", {"subject": canonical_subject(rest)}, joined)
 
     line = _resolve(_number_after(tokens, ("line",)), vocab.lines)
     if len(vocab.lines) == 1 and "line" in tokens and line is None and _number_after(tokens, ("line",)) is None:

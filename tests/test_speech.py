@@ -94,6 +94,11 @@ def test_converter_rejects_foreign_files(tmp_path):
     ("Set line to speed to 70%,", "change_speed", {"line": "2", "percent": 70.0}),
     ("It is inspect, welding for cracks,", "inspect", {"station": "welding", "defect": "crack"}),
     ("Find gears with stains, find", "query", {"subject": "gears with stains"}),
+    # one search, however the number and articles came out ("find caps with dents" heard with "a dent")
+    ("Find caps with a dent.", "query", {"subject": "caps with dents"}),
+    ("find the plate with cracks", "query", {"subject": "plates with cracks"}),
+    ("Find a brass gear with a crack near the rim", "query", {"subject": "brass gears with cracks near the rim"}),
+    ("find the part with a missing hole", "query", {"subject": "parts with missing holes"}),
     ("the line to stop", "none", {}),
     ("Set reactor temperature to light degrees.", "none", {}),  # no value is made up from a near-miss word
 ])

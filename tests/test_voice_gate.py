@@ -52,7 +52,7 @@ def test_a_large_setpoint_jump_needs_confirm_a_small_one_does_not():
 
 def test_searches_and_refusals():
     gate = CommandGate(LIMITS)
-    assert _said(gate, "find gears with a crack", 0).query == "gears with a crack"
+    assert _said(gate, "find gears with a crack", 0).query == "gears with cracks"
     assert _said(gate, "inspect welding for dents", 0).query == "parts with a dent"
     assert not _said(gate, "dispatch order four with vehicle two", 0).accepted
     assert _said(gate, "dispatch", 0).command == {"unit": "dispatch", "settings": {"hold": False}}
