@@ -10,6 +10,15 @@ Policy ``contract_net`` for ``agents.dispatch``. Over the blackboard (topics as 
   deterministic, ties to the smaller agent id), posts ``award/<order>`` and proposes the assignment.
   A vehicle takes one new order per tick (the Dispatch action); later awards wait a tick. When an awarded
   order leaves the pending table it is ``done/<order>``.
+
+Policy ``contract_net:gnn`` (or ``contract_net:gnn:<path>``, ``contract_net:savings``): the tenders are
+routes, not orders. The `RouteTenderAgent` (name ``dispatch``) batches pending orders as the savings
+dispatcher does (``planning.baselines.dispatchers.SavingsDispatcher``: per depot, when the batch is
+worth a trip) and has the planner, the GNN of ``planning.route_model`` by default, cut it into routes.
+Each route is a proposal: ``cfp/route-<tick>-<k>`` with its depot and stops. Every vehicle parked empty
+at that depot with room for the route bids its cost to drive it: the route's km plus the lateness
+penalty at its own speed. The lowest bid wins (``award/route-...``) and the route is handed over, one
+order per tick; a route nobody bid on within ``TENDER_TICKS`` goes back into the next batch.
 """
 
 from __future__ import annotations
@@ -20,12 +29,14 @@ from agents.agent import decode_observation, latest
 from agents.blackboard import Entry, Post
 from agents.negotiation import Bid, choose_winner
 from environments.dispatch import FleetSim
+from planning.baselines.dispatchers import C_SHIFT_LEFT, V_AT_DEPOT, V_N_STOPS, SavingsDispatcher
 
 # Dispatch observation columns (see environments.dispatch)
 O_VALID, O_NODE, O_DEMAND, O_WE, O_AGE = 0, 1, 4, 6, 7
 V_REMAINING, V_ANCHOR, V_FREE_IN = 2, 6, 7
 C_ELAPSED = 1
 LATE_PENALTY_KM_PER_MIN = 0.5  # a minute late costs as much as half a km of detour
+TENDER_TICKS = 3  # a route without a bid this many ticks after its call is planned again
 
 
 def order_ids(observation: dict) -> list[str | None]:
@@ -101,6 +112,8 @@ class VehicleAgent:
         self.dist_km = fleet.network.dist_km
         self.depot = fleet.vehicle_depots[index]
         self.speed_kmh = fleet.fleet[index].speed_kmh
+        self.time_min = fleet.network.time_min(self.speed_kmh)
+        self.load_time_min, self.service_time_min = fleet.config.load_time_min, fleet.config.service_time_min
         self.n_bids = 0
 
     def decide(self, tick: int, inbox: list[Entry]) -> list[Post]:
@@ -112,6 +125,12 @@ class VehicleAgent:
         end = int(me[V_ANCHOR])  # where its current plan ends (the depot when idle)
         posts = []
         for cfp in cfps:
+            if cfp.value.get("kind") == "route":
+                bid = self.route_bid(cfp.value["payload"], me, float(state.value["clock"][C_ELAPSED]))
+                if bid is not None:
+                    self.n_bids += 1
+                    posts.append(Post(f"bid/{cfp.value['task_id']}/{self.name}", "bid", bid))
+                continue
             order = cfp.value["payload"]
             if order["demand"] > me[V_REMAINING] + 1e-9:
                 continue  # cannot carry it: no bid
@@ -123,4 +142,92 @@ class VehicleAgent:
             self.n_bids += 1
             posts.append(Post(f"bid/{cfp.value['task_id']}/{self.name}", "bid",
                               {"cost": round(cost, 6), "payload": {"detour_km": round(float(detour_km), 6)}}))
+        return posts
+
+    def route_bid(self, route: dict, me: np.ndarray, now_min: float) -> dict | None:
+        """The cost to drive a proposed route from its depot now: km plus the lateness penalty at this
+        vehicle's speed; None when it is not parked empty at that depot or the route does not fit."""
+        if (route["depot"] != self.depot or me[V_AT_DEPOT] < 0.5 or me[V_N_STOPS] > 0
+                or route["demand"] > me[V_REMAINING] + 1e-9):
+            return None
+        here, t, km, late = self.depot, now_min + self.load_time_min, 0.0, 0.0
+        for node, window_start, window_end in route["stops"]:
+            km += self.dist_km[here, node]
+            t = max(t + self.time_min[here][node], window_start)
+            late += max(0.0, t - window_end)
+            t += self.service_time_min
+            here = node
+        km += self.dist_km[here, self.depot]
+        return {"cost": round(float(km + LATE_PENALTY_KM_PER_MIN * late), 6),
+                "payload": {"km": round(float(km), 6), "late_min": round(float(late), 3)}}
+
+
+class RouteTenderAgent:
+    """The planner's routes as contract-net tenders the vehicles bid on (see the module doc).
+
+    Parameters
+    ----------
+    fleet : the plant's fleet (layout, depots, speeds).
+    route_planner : CVRPInstance -> routes (the GNN's ``agents.policies.gnn_route_planner``, or savings).
+    """
+
+    def __init__(self, fleet: FleetSim, route_planner):
+        self.name = "dispatch"
+        self.subscribes = ("state/dispatch", "bid/*")
+        self.planner = SavingsDispatcher(fleet, route_planner=route_planner)
+        self.n_vehicles = fleet.n_vehicles
+        self.tenders: dict[str, tuple[int, list[tuple], int]] = {}  # id -> (depot, order rows, tick called)
+        self.bids: dict[str, dict[str, Bid]] = {}
+
+    def decide(self, tick: int, inbox: list[Entry]) -> list[Post]:
+        for e in inbox:
+            if e.topic.startswith("bid/route-"):
+                _, task, agent = e.topic.split("/")
+                if agent == e.author and task in self.tenders:
+                    self.bids.setdefault(task, {})[agent] = Bid(task, agent, e.value["cost"], e.value.get("payload"))
+        state = latest(inbox, "state/dispatch")
+        if state is None:
+            return []
+        obs = decode_observation("dispatch", state.value)
+        orders, vehicles, now = obs["orders"], obs["vehicles"], float(obs["clock"][C_ELAPSED])
+        action = np.zeros(self.n_vehicles, dtype=np.int64)
+        if obs["clock"][C_SHIFT_LEFT] <= 0:
+            self.planner.reset()
+            self.tenders.clear()
+            return [Post("proposal/dispatch", "action", action.tolist())]
+        rows = self.planner.order_rows(orders, now)
+        reserved = self.planner.hand_over(rows, vehicles, action)
+        posts: list[Post] = []
+        free = set(self.planner.free_vehicles(vehicles, action))
+        for task, (depot, route, called) in list(self.tenders.items()):
+            matched = self.planner.match(route, rows, reserved)
+            bids = [b for b in self.bids.get(task, {}).values() if int(b.agent.split("-")[1]) in free]
+            winner = choose_winner(bids) if tick > called else None
+            if matched and winner is not None:
+                v = int(winner.agent.split("-")[1])
+                self.planner.start_route(v, matched, action)
+                free.discard(v)
+                posts.append(Post(f"award/{task}", "award", {"task_id": task, "winner": winner.agent,
+                                                            "cost": winner.cost, "n_bids": len(bids),
+                                                            "orders": len(matched)}))
+            if matched and winner is None and tick - called < TENDER_TICKS:
+                reserved.update(r[0] for r in matched)  # still out to tender
+                continue
+            del self.tenders[task]
+            self.bids.pop(task, None)
+            reserved.update(r[0] for r in matched)
+        # orders under tender or being handed over are reserved; the rest may form new routes
+        busy = set(range(self.n_vehicles)) - free
+        for depot, free_here, routes in self.planner.new_routes(rows, reserved, vehicles, action, now, orders,
+                                                                exclude=busy):
+            for k, route in enumerate(routes[:len(free_here)]):
+                task = f"route-{tick}-{depot}-{k}"
+                self.tenders[task] = (depot, route, tick)
+                reserved.update(r[0] for r in route)
+                posts.append(Post(f"cfp/{task}", "cfp", {
+                    "task_id": task, "kind": "route", "deadline_tick": tick + 1,
+                    "payload": {"depot": int(depot), "demand": float(sum(r[2] for r in route)),
+                                "stops": [[int(r[1]), float(r[3]), float(r[4])] for r in route]}},
+                                  expires_tick=tick + TENDER_TICKS))
+        posts.append(Post("proposal/dispatch", "action", action.tolist()))
         return posts

@@ -19,6 +19,7 @@ from planning.baselines.dispatchers import NearestNeighbourDispatcher, SavingsDi
 from planning.baselines.inspection import ThresholdInspector
 from planning.baselines.pacing import ConwipRelease, PushRelease
 from planning.baselines.pid import FixedSetpoints, PIDController
+from planning.baselines.routing import clarke_wright_savings
 from planning.rl_controller import SHIPPED_POLICIES, RLController
 
 
@@ -90,9 +91,22 @@ def gnn_route_planner(path: str | None = None, budget_s: float = GNN_DISPATCH_BU
     """The GNN as the dispatcher's route planner (``planning.route_model.solve_within``): shipped weights
     unless ``path`` names a checkpoint of `shopfloor train router`."""
     from planning.route_model import solve_within
+    from planning.ruin_recreate import warm_up
 
     model = _loaded_router(str(path or SHIPPED_ROUTER))
+    warm_up()  # the first search compiles; not on a tick's deadline
     return lambda instance: solve_within(model, instance, budget_s).routes
+
+
+def route_planner_for(spec: str):
+    """The route planner a dispatch policy names after ``contract_net:``: ``savings``, ``gnn`` (the
+    shipped weights) or ``gnn:<path>``."""
+    if spec == "savings":
+        return clarke_wright_savings
+    kind, _, path = spec.partition(":")
+    if kind == "gnn":
+        return gnn_route_planner(path or None)
+    _not_available("dispatch", f"contract_net:{spec}")
 
 
 def _rl_controller(unit: str, policy: str, plant: ShopfloorPlant) -> RLController:
@@ -108,5 +122,6 @@ def _not_available(agent: str, policy: str) -> NoReturn:
 
 
 _AVAILABLE = {"process": ("fixed", "pid", "rl", "rl:<path>"), "pacing": ("push", "conwip", "rl", "rl:<path>"),
-              "dispatch": ("nearest", "savings", "gnn", "gnn:<path>"),
+              "dispatch": ("nearest", "savings", "contract_net", "contract_net:savings", "contract_net:gnn",
+                           "contract_net:gnn:<path>", "gnn", "gnn:<path>"),
               "inspection": ("threshold", "cnn", "cnn:<path>", "clip", "clip:<path>")}

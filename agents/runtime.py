@@ -35,10 +35,10 @@ from agents.agent import Agent, encode_image, encode_observation
 from agents.blackboard import Blackboard, Entry, Post
 from agents.controller_agent import ControllerAgent
 from agents.defect_negotiation import negotiation_log, pacing_negotiation, process_negotiation
-from agents.fleet_agents import FleetManagerAgent, VehicleAgent
+from agents.fleet_agents import FleetManagerAgent, RouteTenderAgent, VehicleAgent
 from agents.eventlog import EventLog, LogSink, replay_into
 from agents.inspection_agent import InspectionAgent
-from agents.policies import make_controller
+from agents.policies import make_controller, route_planner_for
 from planning.safety import SafetyLimits
 from agents.safety_agent import SafetyAgent
 from agents.voice_agent import Listener, VoiceAgent, make_listener
@@ -128,7 +128,7 @@ class LoggedBoard:
 # ------------------------------------------------------------------------------------------ the agents
 def phase_one(scenario: Scenario) -> tuple[str, ...]:
     """The agents that decide in parallel each tick (all but safety); contract-net adds one per vehicle."""
-    if scenario.agents.dispatch.policy == "contract_net":
+    if scenario.agents.dispatch.policy.startswith("contract_net"):
         return PHASE_ONE + tuple(f"vehicle-{k}" for k in range(len(scenario.fleet.fleet)))
     return PHASE_ONE
 
@@ -161,6 +161,8 @@ def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
     sc = plant.scenario
     if name == "dispatch" and sc.agents.dispatch.policy == "contract_net":
         return FleetManagerAgent(len(sc.fleet.fleet), sc.fleet.max_pending_orders)
+    if name == "dispatch" and sc.agents.dispatch.policy.startswith("contract_net:"):
+        return RouteTenderAgent(plant.fleet, route_planner_for(sc.agents.dispatch.policy.split(":", 1)[1]))
     if name.startswith("vehicle-"):
         return VehicleAgent(int(name.split("-")[1]), plant.fleet)
     if name in ("process", "pacing", "dispatch"):

@@ -35,7 +35,8 @@ from environments.process_control import ReactorConfig
 POLICIES: dict[str, tuple[str, ...]] = {
     "process": ("fixed", "pid", "rl", "rl:<path>"),
     "pacing": ("push", "conwip", "rl", "rl:<path>"),
-    "dispatch": ("nearest", "savings", "contract_net", "pyvrp", "gnn", "gnn:<path>"),
+    "dispatch": ("nearest", "savings", "contract_net", "contract_net:savings", "contract_net:gnn",
+                 "contract_net:gnn:<path>", "pyvrp", "gnn", "gnn:<path>"),
     "inspection": ("threshold", "cnn", "cnn:<path>", "clip", "clip:<path>"),
     "voice": ("whisper", "whisper:<name-or-path>", "off"),
 }
@@ -84,7 +85,8 @@ class PacingAgentConfig(AgentConfig):
 class DispatchAgentConfig(AgentConfig):
     kind: ClassVar[str] = "dispatch"
     policy: str = Field("savings", description="nearest | savings | contract_net | pyvrp | gnn[:<path>] (the "
-                        "GNN plans the savings dispatcher's routes)")
+                        "GNN plans the savings dispatcher's routes) | contract_net:savings | contract_net:gnn[:<path>] "
+                        "(the planner's routes are tenders the vehicles bid on)")
 
 
 class InspectionAgentConfig(AgentConfig):

@@ -391,7 +391,7 @@ def solve_within(model: RouteModel, instance: CVRPInstance, budget_s: float, dec
         best = found if best is None or found.cost < best.cost else best
         tried += found.n_solutions
         view_s = time.perf_counter() - t_view
-    routes = polish(instance, best.routes, max(0.0, budget_s - (time.perf_counter() - t0)))
+    routes = polish(instance, best.routes, max(0.0, budget_s - (time.perf_counter() - t0)), seed)
     return RouteSolution(routes, solution_cost(instance, routes), tried, time.perf_counter() - t0)
 
 

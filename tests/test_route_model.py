@@ -162,7 +162,7 @@ def test_every_decoded_and_polished_solution_is_feasible(model, name):
         validate_solution(inst, sol.routes)
         assert sol.cost == pytest.approx(solution_cost(inst, sol.routes))
         costs[mode] = min(costs.get(mode, np.inf), sol.cost)
-        polished = solve(model, inst, mode, polish_s=0.3, **kw)
+        polished = solve(model, inst, mode, polish_s=0.1, **kw)
         validate_solution(inst, polished.routes)
         assert polished.cost <= sol.cost + 1e-9
     # every start's greedy rollout is among multistart's, so the best of them is no worse than start 1 alone
@@ -188,6 +188,31 @@ def test_polish_never_makes_a_solution_worse(name):
         validate_solution(inst, after)
         assert solution_cost(inst, after) <= before + 1e-9
     assert solution_cost(inst, polish(inst, random_routes, 0.5)) < 0.8 * solution_cost(inst, random_routes)
+
+
+def test_ruin_and_recreate_leaves_the_local_optimum_of_the_descent():
+    inst = INSTANCES["kool-100"]
+    savings = clarke_wright_savings(inst)
+    descent = solution_cost(inst, polish(inst, savings, 0.4, ruin=False))  # stops at its local optimum
+    searched = polish(inst, nearest_neighbour(inst), 0.4)  # from a far worse start
+    validate_solution(inst, searched)
+    assert solution_cost(inst, searched) < 0.98 * descent
+
+
+def test_ruin_and_recreate_drives_one_way_streets_the_cheap_way():
+    n = 8
+    angle = -2 * np.pi * np.arange(n) / n  # customers clockwise round the depot
+    xy = np.vstack([[0.0, 0.0], np.c_[np.cos(angle), np.sin(angle)]])
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+    for a in range(1, n + 1):  # between customers, anticlockwise costs three times as much
+        for b in range(1, n + 1):
+            if (b - a) % n > n // 2:
+                d[a, b] *= 3.0
+    inst = CVRPInstance(d, np.r_[0.0, np.ones(n)], capacity=float(n))
+    anticlockwise = [list(range(n, 0, -1))]
+    best = polish(inst, anticlockwise, 0.2)
+    validate_solution(inst, best)
+    assert len(best) == 1 and all((b - a) % n == 1 for a, b in zip(best[0], best[0][1:]))  # clockwise, any start
 
 
 def test_solve_rejects_bad_options(model):
@@ -247,6 +272,7 @@ def test_shipped_router_weights_hold_their_measured_quality():
     for inst, sol in zip(instances, greedy):
         validate_solution(inst, sol.routes)
     assert np.mean([s.cost for s in greedy] / savings - 1) <= 0.45
-    # every first customer of 8 views, polished to a local optimum: no clock in the result
-    polished = np.array([solve(model, inst, "multistart", augment=8, polish_s=60.0).cost for inst in instances])
+    # every first customer of 8 views, taken down to the descent's local optimum: no clock in the result
+    starts = [solve(model, inst, "multistart", augment=8).routes for inst in instances]
+    polished = np.array([solution_cost(inst, polish(inst, r, 60.0, ruin=False)) for inst, r in zip(instances, starts)])
     assert np.mean(polished / savings - 1) <= 0.07

@@ -102,3 +102,34 @@ def test_contract_net_dispatch_awards_each_order_once_to_its_lowest_bid(tmp_path
         assert a.value["winner"] == lowest[0]
     assert kpis["orders_delivered"] > 0
     assert replay_kpis(tmp_path / "cn.sqlite") == kpis
+
+
+@pytest.mark.parametrize("planner", ["savings", "gnn"])
+def test_planned_routes_are_tenders_the_vehicles_bid_on(tmp_path, planner):
+    sc = scenario(duration_h=2.0, agents={"dispatch": {"policy": f"contract_net:{planner}"}},
+                  coupling={"parts_per_order": 5})
+    run, board = start_local_run(sc, 2, tmp_path / "rt.sqlite")
+    kpis = finish(run)
+    entries = board.board.read(["*"], 0, include_expired=True)
+    board.close()
+    calls = {e.topic.split("/")[1]: e for e in entries if e.topic.startswith("cfp/route-")}
+    bids: dict = {}
+    for e in entries:
+        if e.topic.startswith("bid/route-"):
+            _, task, agent = e.topic.split("/")
+            assert agent == e.author and agent.startswith("vehicle-")
+            bids.setdefault(task, {})[agent] = e.value["cost"]
+    awards = [e for e in entries if e.topic.startswith("award/route-")]
+    assert calls and awards and all(c.value["kind"] == "route" and c.value["payload"]["stops"] for c in calls.values())
+    assert len({a.topic for a in awards}) == len(awards)  # a route is awarded once
+    won_at: dict = {}
+    for a in awards:
+        won_at.setdefault(a.tick, []).append(a.value["winner"])
+    for a in awards:
+        task = a.topic.split("/")[1]
+        assert a.tick > calls[task].tick and a.value["cost"] == bids[task][a.value["winner"]]
+        # the lowest bid among the vehicles still free when it was awarded (not given another route then)
+        others = [c for v, c in bids[task].items() if v not in won_at[a.tick]]
+        assert all(a.value["cost"] <= c for c in others)
+    assert kpis["orders_delivered"] > 0 and kpis["deadline_misses"] == 0
+    assert replay_kpis(tmp_path / "rt.sqlite") == kpis

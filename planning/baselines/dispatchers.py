@@ -126,7 +126,7 @@ class SavingsDispatcher:
         self._plans: list[list[tuple]] = [[] for _ in range(self.n_vehicles)]  # order keys still to hand over
 
     @staticmethod
-    def _keys(orders: np.ndarray, now: float) -> list[tuple]:
+    def order_rows(orders: np.ndarray, now: float) -> list[tuple]:
         """(slot, node, demand, window_start, window_end) of every valid row, windows absolute."""
         slots = np.flatnonzero(orders[:, O_VALID] > 0.5)
         return [(k, int(r[O_NODE]), float(r[O_DEMAND]), float(r[O_WS]) + now, float(r[O_WE]) + now)
@@ -140,54 +140,80 @@ class SavingsDispatcher:
         orders, vehicles, clock = observation["orders"], observation["vehicles"], observation["clock"]
         action = np.zeros(self.n_vehicles, dtype=np.int64)
         now = float(clock[C_ELAPSED])
-        rows = self._keys(orders, now)
-        reserved: set[int] = set()
+        rows = self.order_rows(orders, now)
         if clock[C_SHIFT_LEFT] <= 0:
             self.reset()
             return action
 
-        # 1. Keep handing over the routes already planned; find every planned order still pending.
+        reserved = self.hand_over(rows, vehicles, action)
+        for _, free, routes in self.new_routes(rows, reserved, vehicles, action, now, orders):
+            for v, route in zip(free, routes):
+                self.start_route(v, route, action)
+        return action
+
+    def start_route(self, v: int, route: list[tuple], action: np.ndarray) -> None:
+        """Vehicle ``v`` takes the route's first order now (in ``action``) and the rest on later ticks."""
+        action[v] = route[0][0] + 1
+        self._plans[v] = route[1:]
+
+    def hand_over(self, rows: list[tuple], vehicles: np.ndarray, action: np.ndarray) -> set[int]:
+        """Give every vehicle being handed a route its next order (in ``action``); the slots of every
+        planned order still pending are returned (reserved)."""
+        reserved: set[int] = set()
         for v, plan in enumerate(self._plans):
             if not plan:
                 continue
             if vehicles[v, V_AT_DEPOT] < 0.5:  # it has left (it cannot be given more of this trip)
                 self._plans[v] = []
                 continue
-            matched = []
-            for key in plan:
-                row = next((r for r in rows if r[0] not in reserved and self._same(r, key)), None)
-                if row is not None:
-                    reserved.add(row[0])
-                    matched.append(row)
+            matched = self.match(plan, rows, reserved)
+            reserved.update(r[0] for r in matched)
             if matched:
                 action[v] = matched[0][0] + 1
             self._plans[v] = matched[1:]
+        return reserved
 
-        # 2. Plan new routes for empty parked vehicles, depot by depot; an order goes to the nearest depot
-        #    that has such a vehicle (else the oldest orders of a busy depot would block the others).
+    def match(self, plan: list[tuple], rows: list[tuple], taken: set[int]) -> list[tuple]:
+        """The rows still pending of a planned route, in its order (slots in ``taken`` excluded)."""
+        matched, used = [], set(taken)
+        for key in plan:
+            row = next((r for r in rows if r[0] not in used and self._same(r, key)), None)
+            if row is not None:
+                used.add(row[0])
+                matched.append(row)
+        return matched
+
+    def free_vehicles(self, vehicles: np.ndarray, action: np.ndarray) -> list[int]:
+        """Vehicles parked empty at their depot, with no order this tick and no route being handed over."""
+        return [v for v in range(self.n_vehicles) if action[v] == 0 and not self._plans[v]
+                and vehicles[v, V_AT_DEPOT] > 0.5 and vehicles[v, V_N_STOPS] == 0]
+
+    def new_routes(self, rows: list[tuple], reserved: set[int], vehicles: np.ndarray, action: np.ndarray,
+                   now: float, orders: np.ndarray, exclude: set[int] = frozenset()):
+        """Per depot with free vehicles (not in ``exclude``) whose unplanned orders are worth a trip:
+        (depot, its free vehicles, routes in hand-over order, each a list of order rows)."""
         unplanned = [r for r in rows if r[0] not in reserved]
         free_at: dict[int, list[int]] = {}
-        for v in range(self.n_vehicles):
-            if (action[v] == 0 and not self._plans[v] and vehicles[v, V_AT_DEPOT] > 0.5
-                    and vehicles[v, V_N_STOPS] == 0):
+        for v in self.free_vehicles(vehicles, action):
+            if v not in exclude:
                 free_at.setdefault(self.vehicle_depots[v], []).append(v)
         if not free_at or not unplanned:
-            return action
+            return []
+        # an order goes to the nearest depot that has a free vehicle (else the oldest orders of a busy
+        # depot would block the others)
         open_depots = [d for d in self.depot_nodes if d in free_at]
         nearest = np.asarray(open_depots)[np.argmin(self.dist_km[np.ix_(open_depots, [r[1] for r in unplanned])],
                                                     axis=0)].tolist()
+        out = []
         for depot in open_depots:
             free = free_at[depot]
             mine = [r for r, d in zip(unplanned, nearest) if d == depot]
             if not mine:
                 continue
             capacity = float(min(vehicles[v, V_REMAINING] for v in free))
-            if not self._release(mine, depot, capacity, free[0], now, orders):
-                continue
-            for v, route in zip(free, self._plan_routes(mine, depot, capacity, free[0], now)):
-                action[v] = route[0][0] + 1
-                self._plans[v] = route[1:]
-        return action
+            if self._release(mine, depot, capacity, free[0], now, orders):
+                out.append((depot, free, self._plan_routes(mine, depot, capacity, free[0], now)))
+        return out
 
     def _release(self, rows: list[tuple], depot: int, capacity: float, v: int, now: float,
                  orders: np.ndarray) -> bool:
