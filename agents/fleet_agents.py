@@ -169,12 +169,13 @@ class RouteTenderAgent:
     ----------
     fleet : the plant's fleet (layout, depots, speeds).
     route_planner : CVRPInstance -> routes (the GNN's ``agents.policies.gnn_route_planner``, or savings).
+    batching : when to release a batch (``SavingsDispatcher``'s min_fill, max_hold_min, slack_min).
     """
 
-    def __init__(self, fleet: FleetSim, route_planner):
+    def __init__(self, fleet: FleetSim, route_planner, batching: dict[str, float] | None = None):
         self.name = "dispatch"
         self.subscribes = ("state/dispatch", "bid/*")
-        self.planner = SavingsDispatcher(fleet, route_planner=route_planner)
+        self.planner = SavingsDispatcher(fleet, route_planner=route_planner, **(batching or {}))
         self.n_vehicles = fleet.n_vehicles
         self.tenders: dict[str, tuple[int, list[tuple], int]] = {}  # id -> (depot, order rows, tick called)
         self.bids: dict[str, dict[str, Bid]] = {}

@@ -57,10 +57,11 @@ def make_controller(unit: str, plant: ShopfloorPlant) -> Controller:
         if policy == "nearest":
             return NearestNeighbourDispatcher(plant.fleet)
         if policy == "savings":
-            return SavingsDispatcher(plant.fleet)
+            return SavingsDispatcher(plant.fleet, **agents.dispatch.batching())
         kind, _, path = policy.partition(":")
         if kind == "gnn":
-            return SavingsDispatcher(plant.fleet, route_planner=gnn_route_planner(path or None))
+            return SavingsDispatcher(plant.fleet, route_planner=gnn_route_planner(path or None),
+                                     **agents.dispatch.batching())
     elif unit == "inspection":
         threshold = agents.inspection.reject_threshold
         if policy == "threshold":

@@ -162,7 +162,8 @@ def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
     if name == "dispatch" and sc.agents.dispatch.policy == "contract_net":
         return FleetManagerAgent(len(sc.fleet.fleet), sc.fleet.max_pending_orders)
     if name == "dispatch" and sc.agents.dispatch.policy.startswith("contract_net:"):
-        return RouteTenderAgent(plant.fleet, route_planner_for(sc.agents.dispatch.policy.split(":", 1)[1]))
+        return RouteTenderAgent(plant.fleet, route_planner_for(sc.agents.dispatch.policy.split(":", 1)[1]),
+                                sc.agents.dispatch.batching())
     if name.startswith("vehicle-"):
         return VehicleAgent(int(name.split("-")[1]), plant.fleet)
     if name in ("process", "pacing", "dispatch"):

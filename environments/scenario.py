@@ -87,6 +87,18 @@ class DispatchAgentConfig(AgentConfig):
     policy: str = Field("savings", description="nearest | savings | contract_net | pyvrp | gnn[:<path>] (the "
                         "GNN plans the savings dispatcher's routes) | contract_net:savings | contract_net:gnn[:<path>] "
                         "(the planner's routes are tenders the vehicles bid on)")
+    # When the batching dispatchers (savings, gnn, contract_net:*) release a depot's pending orders as a trip.
+    batch_min_fill: float = Field(0.6, ge=0, le=1, description="Release once the batch fills this share of a "
+                                  "vehicle.")
+    batch_max_hold_min: float = Field(15.0, ge=0, description="... or once its oldest order has waited this "
+                                      "long, minutes.")
+    batch_slack_min: float = Field(45.0, ge=0, description="... or once an order would arrive less than this "
+                                   "before its window closes, minutes.")
+
+    def batching(self) -> dict[str, float]:
+        """Keyword arguments of ``planning.baselines.dispatchers.SavingsDispatcher``."""
+        return {"min_fill": self.batch_min_fill, "max_hold_min": self.batch_max_hold_min,
+                "slack_min": self.batch_slack_min}
 
 
 class InspectionAgentConfig(AgentConfig):

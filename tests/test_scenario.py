@@ -57,6 +57,8 @@ MALFORMED = {
     "unknown_policy": ("name: x\nagents:\n  pacing: {policy: magic}\n",
                        ["agents.pacing.policy", "'magic'", "allowed: push, conwip, rl, rl:<path>"]),
     "unknown_key": ("name: x\nline:\n  speed_mn: 0.5\n", ["line.speed_mn", "unknown key", "speed_min"]),
+    "overfull_batch": ("name: x\nagents:\n  dispatch: {policy: contract_net:gnn, batch_min_fill: 1.5}\n",
+                       ["agents.dispatch.batch_min_fill", "1.5", "less than or equal to 1"]),
     "unknown_top_key": ("name: x\nflet: {}\n", ["flet", "unknown key", "fleet"]),
     "empty_file": ("", ["empty", "mapping"]),
     "not_yaml": ("name: [unclosed\n  - x: y\n", ["not valid YAML", "line"]),
