@@ -203,7 +203,7 @@ class RouteTenderAgent:
         for task, (depot, route, called) in list(self.tenders.items()):
             matched = self.planner.match(route, rows, reserved)
             bids = [b for b in self.bids.get(task, {}).values() if int(b.agent.split("-")[1]) in free]
-            winner = choose_winner(bids) if tick > called else None
+            winner = choose_winner(bids)  # bids come a tick after the call, so never in its own tick
             if matched and winner is not None:
                 v = int(winner.agent.split("-")[1])
                 self.planner.start_route(v, matched, action)
