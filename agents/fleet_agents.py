@@ -29,7 +29,7 @@ from agents.agent import decode_observation, latest
 from agents.blackboard import Entry, Post
 from agents.negotiation import Bid, choose_winner
 from environments.dispatch import FleetSim
-from planning.baselines.dispatchers import C_SHIFT_LEFT, V_AT_DEPOT, V_N_STOPS, SavingsDispatcher
+from planning.baselines.dispatchers import C_SHIFT_LEFT, V_AT_DEPOT, V_N_STOPS, SavingsDispatcher, minutes_late
 
 # Dispatch observation columns (see environments.dispatch)
 O_VALID, O_NODE, O_DEMAND, O_WE, O_AGE = 0, 1, 4, 6, 7
@@ -150,14 +150,10 @@ class VehicleAgent:
         if (route["depot"] != self.depot or me[V_AT_DEPOT] < 0.5 or me[V_N_STOPS] > 0
                 or route["demand"] > me[V_REMAINING] + 1e-9):
             return None
-        here, t, km, late = self.depot, now_min + self.load_time_min, 0.0, 0.0
-        for node, window_start, window_end in route["stops"]:
-            km += self.dist_km[here, node]
-            t = max(t + self.time_min[here][node], window_start)
-            late += max(0.0, t - window_end)
-            t += self.service_time_min
-            here = node
-        km += self.dist_km[here, self.depot]
+        tour = [self.depot] + [stop[0] for stop in route["stops"]] + [self.depot]
+        km = float(sum(self.dist_km[a, b] for a, b in zip(tour, tour[1:])))
+        late = minutes_late(self.time_min, self.depot, route["stops"], now_min + self.load_time_min,
+                            self.service_time_min)
         return {"cost": round(float(km + LATE_PENALTY_KM_PER_MIN * late), 6),
                 "payload": {"km": round(float(km), 6), "late_min": round(float(late), 3)}}
 

@@ -78,6 +78,18 @@ class NearestNeighbourDispatcher:
         return action
 
 
+def minutes_late(time_min, depot: int, stops, start: float, service_time_min: float) -> float:
+    """Total minutes late serving ``stops`` ((node, window start, window end), absolute minutes) in order,
+    leaving ``depot`` at ``start``; ``time_min[a][b]`` is the vehicle's driving time. Early arrivals wait."""
+    here, t, late = depot, start, 0.0
+    for node, window_start, window_end in stops:
+        t = max(t + time_min[here][node], window_start)
+        late += max(0.0, t - window_end)
+        t += service_time_min
+        here = node
+    return late
+
+
 class SavingsDispatcher:
     """Batch pending orders into Clarke-Wright routes for the empty vehicles parked at each depot.
 
@@ -228,14 +240,7 @@ class SavingsDispatcher:
 
     def _lateness(self, route: list[tuple], depot: int, v: int, start: float) -> float:
         """Total minutes late if vehicle ``v`` leaves ``depot`` at ``start`` and serves ``route`` in order."""
-        t_mat = self.time_min[v]
-        here, t, late = depot, start, 0.0
-        for r in route:
-            t = max(t + t_mat[here][r[1]], r[3])
-            late += max(0.0, t - r[4])
-            t += self.service_time_min
-            here = r[1]
-        return late
+        return minutes_late(self.time_min[v], depot, [(r[1], r[3], r[4]) for r in route], start, self.service_time_min)
 
     def _plan_routes(self, rows: list[tuple], depot: int, capacity: float, v: int, now: float) -> list[list[tuple]]:
         nodes = [depot] + [r[1] for r in rows]
