@@ -30,13 +30,15 @@ def defect_cnn(
     seed: Annotated[int, typer.Option(help="Seed of the data, the initialisation and the batches.")] = 0,
     out: Annotated[Path, typer.Option(help="Checkpoint to write (a .metrics.json goes beside it).")] = Path(
         "perception/weights/defect_cnn.pt"),
-    n_train: Annotated[int, typer.Option(min=1, help="Rendered training images.")] = 24_000,
+    n_train: Annotated[int, typer.Option(min=1, help="Rendered training images.")] = 96_000,
     n_val: Annotated[int, typer.Option(min=1, help="Rendered validation images.")] = 3_000,
-    epochs: Annotated[int, typer.Option(min=1)] = 12,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
     image_size: Annotated[int, typer.Option(min=32, max=256, help="Image side in pixels.")] = 64,
     train_shift: Annotated[str, typer.Option(help="Imaging conditions of the training images: randomized (uniform "
                                                   "over the ranges) or randomized_harsh (weighted to dim, low, "
-                                                  "noisy light).")] = "randomized",
+                                                  "noisy light).")] = "randomized_harsh",
+    channels: Annotated[str, typer.Option(help="Output channels of the five conv layers, comma-separated "
+                                               "(the first layer's width sets the speed).")] = "16,32,96,128,128",
     quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 700 images, 1 epoch.")] = False,
 ) -> None:
     """Train the defect CNN on rendered, domain-randomised parts and calibrate its reject threshold."""
@@ -46,8 +48,13 @@ def defect_cnn(
         n_train, n_val, epochs = 600, 100, 1
     if train_shift not in ("randomized", "randomized_harsh"):
         raise ShopfloorInputError(f"--train-shift {train_shift!r} is invalid; allowed: randomized, randomized_harsh.")
-    cfg = DefectCNNTrainConfig(seed=seed, image_size=image_size, n_train=n_train, n_val=n_val, epochs=epochs,
-                               train_shift=train_shift)
+    try:
+        widths = tuple(int(c) for c in channels.split(","))
+    except ValueError:
+        raise ShopfloorInputError(f"--channels {channels!r} is invalid; allowed: comma-separated ints, "
+                                  "one per conv layer, e.g. 16,32,96,128,128.") from None
+    cfg = DefectCNNTrainConfig(seed=seed, image_size=image_size, channels=widths, n_train=n_train, n_val=n_val,
+                               epochs=epochs, train_shift=train_shift)
     with StagedProgress() as progress:
         metrics = train_defect_cnn(cfg, out, progress, command=_command_line())
     val = metrics["validation"]

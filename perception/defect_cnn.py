@@ -9,9 +9,12 @@ layer over ``DEFECT_TYPES`` (class 0 = good). Beside the classifier, a 1x1 convo
 of the last feature grid a logit per defect type; it is trained against the renderer's defect masks
 (``train_defect_cnn.mask_loss``) and is the heat map.
 
-At 64 x 64 it is ~60 M multiply-adds per image; see benchmarks/defect_cnn.py for its speed here. The
-model takes uint8 images (n, H, W, 3) through ``to_input``; the standardisation lives in the model, so
-the ONNX graph takes the same [0, 1] input.
+The widths are (16, 32, 96, 128, 128): ~30 M multiply-adds per image at 64 x 64. The stride-1 first
+layer's activations (64 x 64 x width) are the memory traffic that bounds the speed on a CPU: at width
+32 (the first shipped CNN, 60 M multiply-adds) ONNX ran ~600 images/s here, at 16 ~1,350, which the
+1,000 images/s bar needs; see benchmarks/defect_cnn.py. The model takes uint8 images (n, H, W, 3)
+through ``to_input``; the standardisation lives in the model, so the ONNX graph takes the same [0, 1]
+input.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ SHIPPED_CNN = WEIGHTS_DIR / "defect_cnn.pt"
 class DefectCNNDims:
     """Architecture: (out_channels, stride, kernel) per conv layer, the input size and the classes."""
 
-    layers: tuple[tuple[int, int, int], ...] = ((32, 1, 3), (64, 2, 3), (128, 2, 3), (128, 2, 3), (128, 1, 3))
+    layers: tuple[tuple[int, int, int], ...] = ((16, 1, 3), (32, 2, 3), (96, 2, 3), (128, 2, 3), (128, 1, 3))
     image_size: int = 64
     n_classes: int = len(DEFECT_TYPES)
 
