@@ -2,8 +2,10 @@
 
 Test set (made now, nothing stored): ``--n`` commands drawn from templates over the default scenario's
 vocabulary, numbers spoken as words, each rendered by espeak-ng with one of two voices (en-us, en-gb)
-at one of two speeds (140, 185 words/min); every second one is mixed with machine noise at 10 dB SNR
-(brown noise plus a 100 Hz hum and its harmonic, synthesised by sox). A command counts as right when
+at one of two speeds (140, 185 words/min); half are mixed with machine noise at 10 dB SNR
+(brown noise plus a 100 Hz hum and its harmonic, synthesised by sox once per run with a fixed seed;
+each noisy clip takes its own window of it, placed by the run's seed, so a run is repeatable). Voice,
+speed and noise are crossed (``recording_conditions``). A command counts as right when
 the intent and every slot equal the template's truth.
 
 Also said: small talk (``SMALL_TALK``), which must come out as ``none``, and out-of-range commands
@@ -109,19 +111,34 @@ def make_commands(n: int, rng: np.random.Generator, vocab: Vocabulary) -> list[t
     return [templates[i % len(templates)]() for i in range(n)]
 
 
+NOISE_BED_S = 120.0
+
+
 def machine_noise(seconds: float, path: Path) -> np.ndarray:
-    subprocess.run(["sox", "-n", "-r", str(SAMPLE_RATE), "-c", "1", str(path), "synth", f"{seconds:.2f}",
+    """``seconds`` of machine noise from sox: brown noise plus a 100 Hz hum and its harmonic. ``-R`` seeds
+    sox's generator with a fixed number, so the same call gives the same samples."""
+    subprocess.run(["sox", "-R", "-n", "-r", str(SAMPLE_RATE), "-c", "1", str(path), "synth", f"{seconds:.2f}",
                     "brownnoise", "synth", f"{seconds:.2f}", "sine", "mix", "100", "synth", f"{seconds:.2f}",
                     "sine", "mix", "200", "vol", "0.5"], check=True)
     return sf.read(path, dtype="float32")[0]
 
 
-def render(text: str, voice: str, speed: int, noisy: bool, tmp: Path, k: int) -> np.ndarray:
+def recording_conditions(k: int) -> tuple[str, int, bool]:
+    """Voice, speed and noise of the ``k``-th recording: the three crossed, so that each of the eight
+    combinations comes once in every eight recordings (noise and speed must not go together)."""
+    return VOICES[k % 2], SPEEDS[(k // 2) % 2], (k // 4) % 2 == 1
+
+
+def render(text: str, voice: str, speed: int, noise_bed: np.ndarray | None, tmp: Path, k: int,
+           rng: np.random.Generator) -> np.ndarray:
+    """Say ``text`` with espeak-ng; with a noise bed, mix a window of it in at ``SNR_DB``. The window's place
+    comes from ``rng``, so a run is repeatable from its seed and the clips do not share their noise."""
     wav = tmp / f"c{k}.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text], check=True)
     audio = load_audio(wav)
-    if noisy:
-        noise = machine_noise(len(audio) / SAMPLE_RATE + 0.1, tmp / f"n{k}.wav")[:len(audio)]
+    if noise_bed is not None:
+        start = int(rng.integers(len(noise_bed) - len(audio)))
+        noise = noise_bed[start:start + len(audio)]
         gain = np.sqrt(np.mean(audio ** 2) / (np.mean(noise ** 2) * 10 ** (SNR_DB / 10)))
         audio = (audio + gain * noise).astype(np.float32)
     return audio
@@ -198,8 +215,11 @@ def main() -> None:
                       "unsafe_heard": 0} for name in systems}
     with tempfile.TemporaryDirectory() as tmp:
         said = [text for text, _ in commands] + list(SMALL_TALK) + [text for text, _ in unsafe]
-        audios = [render(text, VOICES[k % 2], SPEEDS[(k // 2) % 2], k % 4 >= 2, Path(tmp), k)
-                  for k, text in enumerate(said)]
+        bed = machine_noise(NOISE_BED_S, Path(tmp) / "machine_noise.wav")
+        audios = []
+        for k, text in enumerate(said):
+            voice, speed, noisy = recording_conditions(k)
+            audios.append(render(text, voice, speed, bed if noisy else None, Path(tmp), k, rng))
     n_cmd, n_talk = len(commands), len(SMALL_TALK)
     for fn in systems.values():  # warm-up
         fn(audios[0])

@@ -269,6 +269,19 @@ _DEFECT_PLURALS = {"scratch": "scratches", "crack": "cracks", "dent": "dents", "
                    "hole": "holes"}
 
 
+def answer(text: str) -> str | None:
+    """"confirm" or "cancel" when the utterance is a bare yes or no ("Go ahead.", "No."), else None."""
+    intent = parse_command(text).intent
+    return intent if intent in ("confirm", "cancel") else None
+
+
+def spelled_alike(a: str, b: str) -> float:
+    """How alike two utterances are spelled, 0..1: difflib's ratio of their normalised words, a phrase
+    said twice counted once ("Council" and "Cancel." 0.62; "Good morning everyone!" and "Go ahead." 0.21)."""
+    a_words, b_words = (" ".join(_collapse_repeats(normalise(t))) for t in (a, b))
+    return difflib.SequenceMatcher(None, a_words, b_words).ratio()
+
+
 def parse_command(text: str, vocab: Vocabulary = Vocabulary()) -> ParsedCommand:
     """Parse one utterance. Slots hold plant names (``vocab``) and numbers as floats."""
     tokens = _collapse_repeats(words_to_numbers(snap(normalise(text), vocab.lexicon())))

@@ -69,6 +69,16 @@ def test_choose_keeps_the_grammar_sentence_unless_the_free_text_is_far_likelier(
     assert choose("hmm", -1.0, 2, None, float("-inf"), 0).text == "hmm"
 
 
+def test_a_bare_yes_or_no_needs_a_closer_margin_or_the_free_text_saying_it_too():
+    # measured: "Good morning everyone!" forced to "Go ahead." (confirm) at 1.9 nats per token
+    greeting = choose("Good morning everyone!", -2.0, 5, "Go ahead.", -11.4, 4)
+    assert greeting.text == "Good morning everyone!" and not greeting.constrained
+    assert choose("Council", -1.0, 2, "Cancel.", -1.4, 3).text == "Cancel."  # a misheard answer, within 1 nat
+    assert choose("confirm confirm confirm", -3.0, 4, "Confirm.", -9.0, 3).text == "Confirm."  # says it too
+    # a command that is no bare answer keeps the wider margin
+    assert choose("start like to do", -4.0, 5, "start line two", -9.5, 4).text == "start line two"
+
+
 def _speak(path: Path, text: str, voice: str = "en-us", speed: int = 160) -> Path:
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
     return path
@@ -86,6 +96,8 @@ def listener():
     ("start line two", "en-gb", 185, {"intent": "start_line", "slots": {"line": "2"}}),
     ("find gears with cracks", "en-us", 185, {"intent": "query", "slots": {"subject": "gears with cracks"}}),
     ("what a lovely day it is", "en-us", 160, {"intent": "none", "slots": {}}),
+    # the grammar reads "Go ahead." into it (confirm), 1.9 nats per token below the free text
+    ("good morning everyone", "en-gb", 185, {"intent": "none", "slots": {}}),
 ])
 def test_grammar_held_recognition_of_real_speech(tmp_path, listener, said, voice, speed, expected):
     text = listener.hear(load_audio(_speak(tmp_path / "said.wav", said, voice, speed)))
