@@ -37,8 +37,9 @@ def defect_cnn(
     train_shift: Annotated[str, typer.Option(help="Imaging conditions of the training images: randomized (uniform "
                                                   "over the ranges) or randomized_harsh (weighted to dim, low, "
                                                   "noisy light).")] = "randomized_harsh",
-    channels: Annotated[str, typer.Option(help="Output channels of the five conv layers, comma-separated "
-                                               "(the first layer's width sets the speed).")] = "16,32,96,128,128",
+    channels: Annotated[str | None, typer.Option(help="Output channels of the five conv layers, comma-separated, "
+                                                      "e.g. 16,32,96,128,128 (the first layer's width sets the "
+                                                      "speed); default: the shipped network's.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 700 images, 1 epoch.")] = False,
 ) -> None:
     """Train the defect CNN on rendered, domain-randomised parts and calibrate its reject threshold."""
@@ -49,7 +50,7 @@ def defect_cnn(
     if train_shift not in ("randomized", "randomized_harsh"):
         raise ShopfloorInputError(f"--train-shift {train_shift!r} is invalid; allowed: randomized, randomized_harsh.")
     try:
-        widths = tuple(int(c) for c in channels.split(","))
+        widths = DefectCNNTrainConfig().channels if channels is None else tuple(int(c) for c in channels.split(","))
     except ValueError:
         raise ShopfloorInputError(f"--channels {channels!r} is invalid; allowed: comma-separated ints, "
                                   "one per conv layer, e.g. 16,32,96,128,128.") from None

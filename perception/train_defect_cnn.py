@@ -3,8 +3,8 @@
 Recipe: render a domain-randomised training set (with its defect masks) and a validation set with
 their own seeds. The training light is ``randomized_harsh``: the ranges of ``randomized``, drawn more
 often at their dim, low and noisy ends, where a camera fails. At the first CNN's size and budget it
-traded nominal accuracy for shifted; with 4x the images it gains in both (benchmarks/RESULTS.md). Train with AdamW and a one-cycle learning rate on two losses: cross-entropy on the
-defect type (label smoothed) and, as in segmentation-based surface-defect detection (Tabernik et al.,
+traded nominal accuracy for shifted; with 4x the images it gains in both (benchmarks/RESULTS.md).
+Train with AdamW and a one-cycle learning rate on two losses: cross-entropy on the defect type (label smoothed) and, as in segmentation-based surface-defect detection (Tabernik et al.,
 2019), a per-cell loss on the model's defect-type map against the renderer's masks. The masks say
 *where* the defect is, which the type label alone does not (pilots in benchmarks/RESULTS.md: with
 the mask loss, 48k training images seen gave 0.42 validation accuracy, where label-only training

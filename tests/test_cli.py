@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -40,3 +42,16 @@ def test_envs_lists_the_registered_environments():
     assert res.returncode == 0, res.stderr
     for env_id in ("shopfloor/ProcessControl-v0", "shopfloor/LinePacing-v0", "shopfloor/Dispatch-v0"):
         assert env_id in res.stdout
+
+
+def test_train_defect_cnn_takes_layer_widths_and_refuses_bad_ones(tmp_path):
+    out = tmp_path / "cnn.pt"
+    done = shopfloor("train", "defect-cnn", "--quick", "--channels", "8,16,24,32,32", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    ckpt = torch.load(out, weights_only=True)
+    assert [c for c, _, _ in ckpt["dims"]["layers"]] == [8, 16, 24, 32, 32]
+    assert "--channels 8,16,24,32,32" in ckpt["meta"]["command"]
+    bad = shopfloor("train", "defect-cnn", "--quick", "--channels", "8,x", "--out", str(tmp_path / "bad.pt"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and "--channels" in bad.stderr
+    assert not (tmp_path / "bad.pt").exists()
