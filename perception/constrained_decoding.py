@@ -17,7 +17,8 @@ Not a command. A grammar that can only write commands would turn small talk into
 recogniser decodes a free row beside the constrained one (one batch of two: nearly free on a CPU) and
 keeps the constrained text only when its log-probability per token is within a margin of the free
 text's (``choose``); otherwise the free text goes to the parser, which finds a paraphrased command or says
-``none``.
+``none``. A bare yes or no, the grammar's easiest sentence to read into small talk, must also be close to
+what the free row heard.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+
+from perception.commands import answer, spelled_alike
 
 _END = (".", "!", "?")
 State = tuple[int, int, int]  # (pattern, position in it, node of that position's trie); node -1: complete
@@ -182,8 +185,6 @@ def choose(free_text: str, free_logprob: float, free_tokens: int, grammar_text: 
     gap = free_logprob / max(free_tokens, 1) - grammar_logprob / max(grammar_tokens, 1)
     if gap > margin_nats:
         return Choice(free_text, False, gap)
-    from perception.commands import answer, spelled_alike
-
     said = answer(grammar_text)
     if (said and gap > ANSWER_MARGIN_NATS and answer(free_text) != said
             and spelled_alike(free_text, grammar_text) < ANSWER_MIN_LIKENESS):
