@@ -53,7 +53,7 @@ DEFECT_WORDS: dict[str, str] = {"scratch": "scratch", "scratches": "scratch", "s
                                 "dents": "dent", "dented": "dent", "stain": "stain", "stains": "stain",
                                 "stained": "stain", "missing hole": "missing_hole", "missing holes": "missing_hole",
                                 "burr": "burr", "burrs": "burr", "defects": None, "defect": None}
-_CONFIRM = {"confirm", "confirmed", "yes", "yes confirm", "affirmative", "do it", "yes do it", "go ahead",
+_CONFIRM = {"confirm", "confirmed", "yes", "yes confirm", "affirmative", "do it", "yes do it", "go ahead", "yes go ahead",
             "confirm that", "i confirm"}
 _CANCEL = {"cancel", "cancel that", "abort", "no", "never mind", "nevermind", "forget it", "scratch that", "no cancel"}
 _SET_VERBS = ("set", "change", "raise", "lower", "increase", "decrease", "make")
@@ -177,13 +177,16 @@ def _number_at(tokens: Sequence[str], i: int) -> tuple[int, float]:
 
 
 def snap(tokens: Sequence[str], lexicon: Iterable[str], cutoff: float = 0.8) -> list[str]:
-    """Replace words the recogniser slipped on by the closest lexicon word, when close enough."""
+    """Replace words the recogniser slipped on by the closest lexicon word, when close enough and about as
+    long. A number word stays itself: "four" is 0.86 alike to "for", and "sixty four" must not become 60."""
     lexicon = sorted(set(lexicon))
     out = []
     for w in tokens:
-        if len(w) >= 4 and not w.replace(".", "").isdigit() and w not in lexicon:
+        if len(w) >= 4 and not w.replace(".", "").isdigit() and w not in lexicon and w not in _NUMBER_WORDS:
             close = difflib.get_close_matches(w, lexicon, n=1, cutoff=cutoff)
-            w = close[0] if close else w
+            # a slip keeps a word's length, about: "second" is 0.8 alike to "send", but "wait a second" is
+            # no dispatch
+            w = close[0] if close and abs(len(close[0]) - len(w)) <= 1 else w
         out.append(w)
     return out
 
@@ -264,6 +267,19 @@ def canonical_subject(words: Sequence[str]) -> str:
     return " ".join(out)
 
 
+def describes_parts(words: Sequence[str] | str) -> bool:
+    """Does a search (its words, or an utterance) name something the inspection history holds: a part, a
+    material, a colour or a defect?"""
+    if isinstance(words, str):
+        words = normalise(words)
+    from environments.parts import COLOURS, MATERIALS, PART_TYPES
+
+    plant_words = set(PART_TYPES) | {p + "s" for p in PART_TYPES} | {"part", "parts", "defective", "good", "metal"}
+    plant_words |= set(MATERIALS) | set(COLOURS) | {w for phrase in DEFECT_WORDS for w in phrase.split()}
+    return any(w in plant_words for w in words)
+
+
+_BARE_DISPATCH_WORDS = frozenset({"the", "next", "order", "a", "van", "vehicle", "truck", "now", "please"})
 _PLACE_WORDS = ("near", "at", "on", "in")
 _DEFECT_PLURALS = {"scratch": "scratches", "crack": "cracks", "dent": "dents", "stain": "stains", "burr": "burrs",
                    "hole": "holes"}
@@ -273,13 +289,6 @@ def answer(text: str) -> str | None:
     """"confirm" or "cancel" when the utterance is a bare yes or no ("Go ahead.", "No."), else None."""
     intent = parse_command(text).intent
     return intent if intent in ("confirm", "cancel") else None
-
-
-def spelled_alike(a: str, b: str) -> float:
-    """How alike two utterances are spelled, 0..1: difflib's ratio of their normalised words, a phrase
-    said twice counted once ("Council" and "Cancel." 0.62; "Good morning everyone!" and "Go ahead." 0.21)."""
-    a_words, b_words = (" ".join(_collapse_repeats(normalise(t))) for t in (a, b))
-    return difflib.SequenceMatcher(None, a_words, b_words).ratio()
 
 
 def parse_command(text: str, vocab: Vocabulary = Vocabulary()) -> ParsedCommand:
@@ -312,6 +321,9 @@ def parse_command(text: str, vocab: Vocabulary = Vocabulary()) -> ParsedCommand:
             rest = rest[1:]
         if not rest:
             return ParsedCommand("none", text=joined, reason="a query needs a description, e.g. 'find cracked gears'")
+        if not describes_parts(rest):  # "find my keys" is no search of the inspection history
+            return ParsedCommand("none", text=joined, reason="a query describes parts by type, material, colour or "
+                                                             "defect, e.g. 'find cracked gears'")
         return ParsedCommand("query", {"subject": canonical_subject(rest)}, joined)
 
     line = _resolve(_number_after(tokens, ("line",)), vocab.lines)
@@ -359,6 +371,9 @@ def parse_command(text: str, vocab: Vocabulary = Vocabulary()) -> ParsedCommand:
                 return ParsedCommand("none", text=joined, reason=f"vehicle {vehicle} does not exist; allowed: 1.."
                                      f"{vocab.n_vehicles}")
             slots["vehicle"] = int(vehicle)
+        if not slots and not set(tokens[1:]) <= _BARE_DISPATCH_WORDS:  # "send me the photos" is no dispatch
+            return ParsedCommand("none", text=joined, reason="a dispatch names an order or a vehicle, or is said "
+                                                             "alone ('dispatch the next order')")
         return ParsedCommand("dispatch", slots, joined)
 
     named_target = any(re.search(rf"\b{p}\b", joined) for p in vocab.targets)
@@ -444,9 +459,9 @@ def command_sentences(vocab: Vocabulary = Vocabulary(), parts: Sequence[str] = (
             out.append(((verb,), *station, ("for",), defects, ("batch",), number))
     vehicles = ("vehicle", "van", "truck")
     out.append((("dispatch",),))
-    out.append((("dispatch",), ("order",), number))
+    out.append((("dispatch",), ("order",), integer))  # orders are numbered: "order 25.8" names none
     if vehicle_ids:
-        out.append((("dispatch",), ("order",), number, ("with", "to", "on"), vehicles, vehicle_ids))
+        out.append((("dispatch",), ("order",), integer, ("with", "to", "on"), vehicles, vehicle_ids))
         out.append((("dispatch",), ("with", "to", "on"), vehicles, vehicle_ids))
     # a search says what the captions of the parts say: "[all] [brass|cracked ...] gears [with a crack [near the rim]]"
     nouns = tuple(parts) + tuple(p + "s" for p in parts) + ("parts", "part")
