@@ -93,6 +93,33 @@ def clip(
     console.print(f"weights: {out}")
 
 
+@train_app.command("speech")
+@fail_on_bad_input
+def speech(
+    seed: Annotated[int, typer.Option(help="Seed of the sentences, voices, noise, initialisation and batches.")] = 0,
+    out: Annotated[Path, typer.Option(help="Adapter to write (a .metrics.json goes beside it).")] = Path(
+        "perception/weights/speech_adapter.pt"),
+    n_train: Annotated[int, typer.Option(min=1, help="Synthetic training clips (espeak-ng).")] = 2_400,
+    epochs: Annotated[int, typer.Option(min=1)] = 2,
+    quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 48 clips, 1 epoch.")] = False,
+) -> None:
+    """Train the low-rank speech adapter that tunes tiny.en to spoken plant commands (needs espeak-ng, sox)."""
+    from perception.train_speech import SpeechTrainConfig, train_speech_adapter
+
+    cfg = (SpeechTrainConfig(seed=seed, n_train=48, n_val=16, epochs=1) if quick
+           else SpeechTrainConfig(seed=seed, n_train=n_train, epochs=epochs))
+    with StagedProgress() as progress:
+        metrics = train_speech_adapter(cfg, out, progress, command=_command_line())
+    table = Table(title=f"speech adapter, teacher-forced on {cfg.n_val} validation clips")
+    for col in ("epoch", "validation loss", "token accuracy"):
+        table.add_column(col, justify="right")
+    for row in metrics["history"]:
+        table.add_row(str(row["epoch"]), f"{row['val_loss']:.4f}", f"{row['val_token_accuracy']:.4f}")
+    console.print(table)
+    console.print(f"best epoch {metrics['best_epoch']}; render {metrics['render_s']:.0f} s, train "
+                  f"{metrics['train_s']:.0f} s; adapter: {out}")
+
+
 @train_app.command("router")
 @fail_on_bad_input
 def router(

