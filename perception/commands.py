@@ -55,7 +55,8 @@ DEFECT_WORDS: dict[str, str] = {"scratch": "scratch", "scratches": "scratch", "s
                                 "burr": "burr", "burrs": "burr", "defects": None, "defect": None}
 _CONFIRM = {"confirm", "confirmed", "yes", "yes confirm", "affirmative", "do it", "yes do it", "go ahead", "yes go ahead",
             "confirm that", "i confirm"}
-_CANCEL = {"cancel", "cancel that", "abort", "no", "never mind", "nevermind", "forget it", "scratch that", "no cancel"}
+_CANCEL = {"cancel", "cancelled", "cancel that", "abort", "no", "never mind", "nevermind", "forget it", "scratch that",
+           "no cancel"}
 _SET_VERBS = ("set", "change", "raise", "lower", "increase", "decrease", "make")
 _VERBS = _SET_VERBS + ("stop", "halt", "start", "restart", "resume", "inspect", "check", "dispatch", "send", "find",
                        "show", "search", "list")
@@ -283,6 +284,13 @@ _BARE_DISPATCH_WORDS = frozenset({"the", "next", "order", "a", "van", "vehicle",
 _PLACE_WORDS = ("near", "at", "on", "in")
 _DEFECT_PLURALS = {"scratch": "scratches", "crack": "cracks", "dent": "dents", "stain": "stains", "burr": "burrs",
                    "hole": "holes"}
+
+
+def spelled_alike(a: str, b: str) -> float:
+    """How alike two utterances are spelled, 0..1: difflib's ratio of their normalised words, a phrase
+    said twice counted once ("Find played with birds." and "Find plates with burrs." 0.82)."""
+    a_words, b_words = (" ".join(_collapse_repeats(normalise(t))) for t in (a, b))
+    return difflib.SequenceMatcher(None, a_words, b_words).ratio()
 
 
 def answer(text: str) -> str | None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from perception.commands import answer, describes_parts
+from perception.commands import answer, describes_parts, spelled_alike
 
 _END = (".", "!", "?")
 State = tuple[int, int, int]  # (pattern, position in it, node of that position's trie); node -1: complete
@@ -184,15 +184,19 @@ DEFAULT_MARGIN_NATS = 2.5
 
 
 # A search read into talk ("Find my keys." -> "Find the gears.", "Line up over there." -> "Find the copper
-# gear.") is harmless, since it changes nothing, but it is a guess: the free row must have heard parts described.
+# gear.") is harmless, since it changes nothing, but it is a guess. So the free row must have heard parts
+# described, or be spelled like the search: without the adapter tiny.en writes "Find played with birds." for
+# "find plates with burrs" (0.82 alike) and "Find Rocket Swimcrox" for "find brackets with cracks" (0.67);
+# the talk above was 0.40-0.62 alike to its forced searches (development clips, benchmarks/RESULTS.md).
 _FIND = re.compile(r"\s*(find|show|search|list)\b", re.IGNORECASE)
+SEARCH_MIN_LIKENESS = 0.65
 
 
 def choose(free_text: str, free_logprob: float, free_tokens: int, grammar_text: str | None, grammar_logprob: float,
            grammar_tokens: int, margin_nats: float = DEFAULT_MARGIN_NATS) -> Choice:
     """Keep the grammar's sentence unless the free text is far likelier per token (then it was no command),
     or it is a bare yes or no that the free text does not give too, or a search where the free text names no
-    part, material, colour or defect. Token counts include end-of-text."""
+    part, material, colour or defect and is spelled unlike it. Token counts include end-of-text."""
     if grammar_text is None:
         return Choice(free_text, False, float("inf"))
     gap = free_logprob / max(free_tokens, 1) - grammar_logprob / max(grammar_tokens, 1)
@@ -201,7 +205,8 @@ def choose(free_text: str, free_logprob: float, free_tokens: int, grammar_text: 
     said = answer(grammar_text)
     if said and answer(free_text) != said:
         return Choice(free_text, False, gap)
-    if _FIND.match(grammar_text) and not describes_parts(free_text):
+    if (_FIND.match(grammar_text) and not describes_parts(free_text)
+            and spelled_alike(free_text, grammar_text) < SEARCH_MIN_LIKENESS):
         return Choice(free_text, False, gap)
     return Choice(grammar_text, True, gap)
 

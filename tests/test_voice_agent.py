@@ -81,8 +81,11 @@ def test_a_bare_yes_or_no_stands_only_when_the_free_text_gives_it_too():
     assert choose("No, cancel.", -1.0, 5, "Cancel.", -1.2, 3).text == "Cancel."
     # a search stands only where the free row heard parts described
     assert choose("Find my keys.", -1.0, 5, "Find the gears.", -1.2, 5).text == "Find my keys."
+    assert choose("Line up over there.", -1.0, 5, "Find the copper gear.", -1.2, 5).text == "Line up over there."
     assert choose("Find bracket swiverers", -1.0, 6, "Find brackets with burrs.", -1.5, 6).text == (
-        "Find brackets with burrs.")
+        "Find brackets with burrs.")  # names a part
+    assert choose("Find played with birds.", -1.0, 6, "Find plates with burrs.", -1.5, 6).text == (
+        "Find plates with burrs.")  # spelled alike
     # a command that is no bare answer keeps the margin
     assert choose("start like to do", -4.0, 5, "start line two", -9.5, 4).text == "start line two"
 
