@@ -293,12 +293,6 @@ def spelled_alike(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a_words, b_words).ratio()
 
 
-def answer(text: str) -> str | None:
-    """"confirm" or "cancel" when the utterance is a bare yes or no ("Go ahead.", "No."), else None."""
-    intent = parse_command(text).intent
-    return intent if intent in ("confirm", "cancel") else None
-
-
 def parse_command(text: str, vocab: Vocabulary = Vocabulary()) -> ParsedCommand:
     """Parse one utterance. Slots hold plant names (``vocab``) and numbers as floats."""
     tokens = _collapse_repeats(words_to_numbers(snap(normalise(text), vocab.lexicon())))

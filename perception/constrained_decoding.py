@@ -23,13 +23,12 @@ the free row heard.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from perception.commands import answer, describes_parts, spelled_alike
+from perception.commands import describes_parts, parse_command, spelled_alike
 
 _END = (".", "!", "?")
 State = tuple[int, int, int]  # (pattern, position in it, node of that position's trie); node -1: complete
@@ -188,7 +187,6 @@ DEFAULT_MARGIN_NATS = 2.5
 # described, or be spelled like the search: without the adapter tiny.en writes "Find played with birds." for
 # "find plates with burrs" (0.82 alike) and "Find Rocket Swimcrox" for "find brackets with cracks" (0.67);
 # the talk above was 0.40-0.62 alike to its forced searches (development clips, benchmarks/RESULTS.md).
-_FIND = re.compile(r"\s*(find|show|search|list)\b", re.IGNORECASE)
 SEARCH_MIN_LIKENESS = 0.65
 
 
@@ -202,10 +200,10 @@ def choose(free_text: str, free_logprob: float, free_tokens: int, grammar_text: 
     gap = free_logprob / max(free_tokens, 1) - grammar_logprob / max(grammar_tokens, 1)
     if gap > margin_nats:
         return Choice(free_text, False, gap)
-    said = answer(grammar_text)
-    if said and answer(free_text) != said:
+    intent = parse_command(grammar_text).intent
+    if intent in ("confirm", "cancel") and parse_command(free_text).intent != intent:
         return Choice(free_text, False, gap)
-    if (_FIND.match(grammar_text) and not describes_parts(free_text)
+    if (intent == "query" and not describes_parts(free_text)
             and spelled_alike(free_text, grammar_text) < SEARCH_MIN_LIKENESS):
         return Choice(free_text, False, gap)
     return Choice(grammar_text, True, gap)

@@ -105,11 +105,14 @@ def load_whisper(spec: str | os.PathLike | None = None, download_timeout_s: floa
         return loaded
     from perception.speech_adapter import SHIPPED_ADAPTER, apply_adapter, fits, read_adapter
 
+    blob = None
     if str(adapter) == "shipped":
-        if not SHIPPED_ADAPTER.is_file() or not fits(read_adapter(SHIPPED_ADAPTER), loaded.model):
+        if not SHIPPED_ADAPTER.is_file():
             return loaded
-        adapter = SHIPPED_ADAPTER
-    apply_adapter(loaded.model, adapter)
+        adapter, blob = SHIPPED_ADAPTER, read_adapter(SHIPPED_ADAPTER)
+        if not fits(blob, loaded.model):  # another model than tiny.en: its published weights
+            return loaded
+    apply_adapter(loaded.model, adapter, blob)
     return LoadedWhisper(loaded.model, f"{loaded.source}+adapter:{Path(adapter).name}")
 
 

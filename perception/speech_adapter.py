@@ -113,9 +113,10 @@ def fits(blob: dict, model: nn.Module) -> bool:
     return blob["dims"] == asdict(model.dims)
 
 
-def apply_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Add the adapter's deltas into ``model``'s weights, in place; returns ``model``."""
-    blob = read_adapter(path)
+def apply_adapter(model: nn.Module, path: str | os.PathLike, blob: dict | None = None) -> nn.Module:
+    """Add the adapter's deltas into ``model``'s weights, in place; returns ``model``. ``blob``: the file's
+    contents when the caller has read them already (``read_adapter``)."""
+    blob = blob if blob is not None else read_adapter(path)
     if not fits(blob, model):
         raise ShopfloorInputError(f"speech adapter {str(path)!r} was trained for Whisper dims {blob['dims']}, not "
                                   f"{asdict(model.dims)}; allowed: the model it was trained on (tiny.en).")
