@@ -101,7 +101,8 @@ def speech(
         "perception/weights/speech_adapter.pt"),
     n_train: Annotated[int, typer.Option(min=1, help="Synthetic training clips (espeak-ng).")] = 2_400,
     epochs: Annotated[int, typer.Option(min=1)] = 2,
-    quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 48 clips, 1 epoch.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 48 clips, 1 epoch.")
+                     ] = False,
 ) -> None:
     """Train the low-rank speech adapter that tunes tiny.en to spoken plant commands (needs espeak-ng, sox)."""
     from perception.train_speech import SpeechTrainConfig, train_speech_adapter

@@ -25,6 +25,7 @@ verb and its slots; a command missing a slot it needs is ``none`` with the reaso
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -53,8 +54,8 @@ DEFECT_WORDS: dict[str, str] = {"scratch": "scratch", "scratches": "scratch", "s
                                 "dents": "dent", "dented": "dent", "stain": "stain", "stains": "stain",
                                 "stained": "stain", "missing hole": "missing_hole", "missing holes": "missing_hole",
                                 "burr": "burr", "burrs": "burr", "defects": None, "defect": None}
-_CONFIRM = {"confirm", "confirmed", "yes", "yes confirm", "affirmative", "do it", "yes do it", "go ahead", "yes go ahead",
-            "confirm that", "i confirm"}
+_CONFIRM = {"confirm", "confirmed", "yes", "yes confirm", "affirmative", "do it", "yes do it", "go ahead",
+            "yes go ahead", "confirm that", "i confirm"}
 _CANCEL = {"cancel", "cancelled", "cancel that", "abort", "no", "never mind", "nevermind", "forget it", "scratch that",
            "no cancel"}
 _SET_VERBS = ("set", "change", "raise", "lower", "increase", "decrease", "make")
@@ -273,11 +274,15 @@ def describes_parts(words: Sequence[str] | str) -> bool:
     material, a colour or a defect?"""
     if isinstance(words, str):
         words = normalise(words)
+    return any(w in _part_words() for w in words)
+
+
+@functools.cache
+def _part_words() -> frozenset[str]:
     from environments.parts import COLOURS, MATERIALS, PART_TYPES
 
-    plant_words = set(PART_TYPES) | {p + "s" for p in PART_TYPES} | {"part", "parts", "defective", "good", "metal"}
-    plant_words |= set(MATERIALS) | set(COLOURS) | {w for phrase in DEFECT_WORDS for w in phrase.split()}
-    return any(w in plant_words for w in words)
+    words = set(PART_TYPES) | {p + "s" for p in PART_TYPES} | {"part", "parts", "defective", "good", "metal"}
+    return frozenset(words | set(MATERIALS) | set(COLOURS) | {w for p in DEFECT_WORDS for w in p.split()})
 
 
 _BARE_DISPATCH_WORDS = frozenset({"the", "next", "order", "a", "van", "vehicle", "truck", "now", "please"})

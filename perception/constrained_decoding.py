@@ -174,13 +174,6 @@ class Choice:
 # misheard "start like to do" against "start line two"); small talk forced into the grammar ("Thank you"
 # -> "I confirm.") is 3 to 6 nats worse per token. Measured on espeak-ng speech, benchmarks/voice.py.
 DEFAULT_MARGIN_NATS = 2.5
-# A bare yes or no ("Yes.", "No.", "Go ahead.", "Never mind.") is the easiest sentence to read into small
-# talk, and a confirm releases a held line stop. Without the speech adapter, "Good morning everyone!" came
-# out "Go ahead." at 1.9 nats per token; with it, everyday talk came closer still ("Turn it down a bit",
-# "Okay then", "Go away" as confirms, "Line up over there" as "Never mind."), while the free row itself
-# now writes "Confirm." and "Cancel." for the answers. So a bare answer stands only when the free row
-# gives it too (the plain weights' near misses, "Council" for "Cancel", are lost: the safe side).
-
 
 # A search read into talk ("Find my keys." -> "Find the gears.", "Line up over there." -> "Find the copper
 # gear.") is harmless, since it changes nothing, but it is a guess. So the free row must have heard parts
@@ -190,6 +183,12 @@ DEFAULT_MARGIN_NATS = 2.5
 SEARCH_MIN_LIKENESS = 0.65
 
 
+# A bare yes or no ("Yes.", "No.", "Go ahead.", "Never mind.") is the easiest sentence to read into small
+# talk, and a confirm releases a held line stop. Without the speech adapter, "Good morning everyone!" came
+# out "Go ahead." at 1.9 nats per token; with it, everyday talk came closer still ("Turn it down a bit",
+# "Okay then", "Go away" as confirms, "Line up over there" as "Never mind."), while the free row itself
+# now writes "Confirm." and "Cancel." for the answers. So a bare answer stands only when the free row
+# gives it too (the plain weights' near misses, "Council" for "Cancel", are lost: the safe side).
 def choose(free_text: str, free_logprob: float, free_tokens: int, grammar_text: str | None, grammar_logprob: float,
            grammar_tokens: int, margin_nats: float = DEFAULT_MARGIN_NATS) -> Choice:
     """Keep the grammar's sentence unless the free text is far likelier per token (then it was no command),

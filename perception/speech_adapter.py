@@ -127,11 +127,3 @@ def apply_adapter(model: nn.Module, path: str | os.PathLike, blob: dict | None =
             weight = layers[name].weight
             weight += (cfg.alpha / cfg.rank) * (delta["up"] @ delta["down"]).to(weight.dtype)
     return model
-
-
-def merge_lora(model: nn.Module) -> nn.Module:
-    """Fold ``add_lora``'s deltas into the weights and drop the parametrizations (for evaluation in place)."""
-    for module in model.modules():
-        if parametrize.is_parametrized(module, "weight"):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-    return model

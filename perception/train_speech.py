@@ -75,7 +75,7 @@ class SpeechTrainConfig:
         for name in ("talk_share", "noisy_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ShopfloorInputError(f"{name}={getattr(self, name)} is invalid; allowed: 0..1.")
-        LoraConfig(self.rank, self.alpha, self.encoder_blocks)
+        _ = self.lora  # LoraConfig refuses a bad rank, alpha or encoder_blocks
 
     @property
     def lora(self) -> LoraConfig:
@@ -323,7 +323,8 @@ def train_speech_adapter(cfg: SpeechTrainConfig, out: str | Path, progress: Prog
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        beds = [machine_noise(NOISE_BED_S, tmp / f"bed{k}.wav", colour, hum) for k, (colour, hum) in enumerate(NOISE_KINDS)]
+        beds = [machine_noise(NOISE_BED_S, tmp / f"bed{k}.wav", colour, hum)
+                for k, (colour, hum) in enumerate(NOISE_KINDS)]
         train = render_clips(sentences(cfg.n_train, rng, cfg.talk_share), rng, cfg, tmp, rendered)
         val = render_clips(sentences(cfg.n_val, rng, cfg.talk_share), rng, cfg, tmp, rendered)
     t_render = time.perf_counter() - t0
