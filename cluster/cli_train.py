@@ -127,23 +127,28 @@ def router(
     seed: Annotated[int, typer.Option(help="Seed of the instances, the initialisation and the sampled rollouts.")] = 0,
     out: Annotated[Path, typer.Option(help="Checkpoint to write (a .metrics.json goes beside it).")] = Path(
         "planning/policies/router.pt"),
-    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    expert_instances: Annotated[int, typer.Option(min=0, help="Instances the expert solves for imitation "
+                                                               "(0: REINFORCE alone).")] = 12_000,
+    imitation_epochs: Annotated[int, typer.Option(min=0, help="Epochs of imitation.")] = 42,
+    epochs: Annotated[int, typer.Option(min=0, help="Epochs of REINFORCE after imitation.")] = 4,
     batches_per_epoch: Annotated[int, typer.Option(min=1, help="Gradient steps per epoch.")] = 40,
     quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 10-20 customers, "
-                                                        "2 epochs of 3 steps.")] = False,
+                                                        "3 epochs of 3 steps.")] = False,
 ) -> None:
-    """Train the GNN route planner with REINFORCE and POMO's shared baseline on generated CVRP instances."""
+    """Train the GNN route planner on generated CVRP instances: imitation of a search's routes, then
+    REINFORCE with POMO's shared baseline."""
     from planning.train_router import RouterTrainConfig, quick_config, train_router
 
-    cfg = quick_config(seed) if quick else RouterTrainConfig(seed=seed, epochs=epochs,
-                                                             batches_per_epoch=batches_per_epoch)
+    cfg = quick_config(seed) if quick else RouterTrainConfig(
+        seed=seed, expert_instances=expert_instances, imitation_epochs=imitation_epochs, epochs=epochs,
+        batches_per_epoch=batches_per_epoch)
     with StagedProgress() as progress:
         metrics = train_router(cfg, out, progress, command=_command_line())
     table = Table(title=f"route planner, greedy on {cfg.n_val} validation instances")
-    for col in ("epoch", "gap to savings", *(f"n={n}" for n in sorted(set(cfg.val_sizes))), "train s"):
+    for col in ("epoch", "phase", "gap to savings", *(f"n={n}" for n in sorted(set(cfg.val_sizes))), "train s"):
         table.add_column(col, justify="right")
     for row in metrics["history"]:
-        table.add_row(str(row["epoch"]), f"{row['val/gap_to_savings']:+.1%}",
+        table.add_row(str(row["epoch"]), row["phase"], f"{row['val/gap_to_savings']:+.1%}",
                       *(f"{row[f'val/gap_to_savings_n{n}']:+.1%}" for n in sorted(set(cfg.val_sizes))),
                       f"{row['time/wall_s']:.0f}")
     console.print(table)

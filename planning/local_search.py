@@ -32,15 +32,19 @@ DESCENT_SHARE = 0.1  # of the budget, kept for the final descent (it rarely need
 
 
 def polish(instance: CVRPInstance, routes: list[list[int]], time_budget_s: float, seed: int = 0,
-           ruin: bool = True) -> list[list[int]]:
+           ruin: bool = True, iterations: int | None = None) -> list[list[int]]:
     """A solution at most as costly as ``routes``, found within ``time_budget_s``: ruin and recreate,
-    then a descent to a local optimum (``ruin=False``: the descent alone, stopping at its optimum)."""
-    deadline = time.perf_counter() + time_budget_s
+    then a descent to a local optimum (``ruin=False``: the descent alone, stopping at its optimum).
+
+    iterations : a fixed number of ruin-and-recreate iterations and a descent run to its optimum,
+        whatever the clock says (``time_budget_s`` is then ignored): the same result on any machine
+    """
+    deadline = time.perf_counter() + time_budget_s if iterations is None else np.inf
     routes = [list(r) for r in routes if r]
     start = solution_cost(instance, routes)
     if ruin:
         routes = ruin_recreate(instance.distances, instance.demands, instance.capacity, routes,
-                               (1.0 - DESCENT_SHARE) * time_budget_s, seed)
+                               (1.0 - DESCENT_SHARE) * time_budget_s, seed, iterations)
     while time.perf_counter() < deadline:
         improved = _two_opt_routes(instance, routes)
         improved = _inter_route(instance, routes, deadline) or improved

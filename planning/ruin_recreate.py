@@ -27,11 +27,15 @@ CHUNK = 200  # iterations between clock checks
 
 
 def ruin_recreate(distances: np.ndarray, demands: np.ndarray, capacity: float, routes: list[list[int]],
-                  time_budget_s: float, seed: int = 0) -> list[list[int]]:
-    """The best solution found from ``routes`` within ``time_budget_s`` (never worse than ``routes``)."""
+                  time_budget_s: float, seed: int = 0, iterations: int | None = None) -> list[list[int]]:
+    """The best solution found from ``routes`` within ``time_budget_s`` (never worse than ``routes``).
+
+    iterations : run exactly this many iterations instead, cooling over them and ignoring the clock, so
+        that one seed gives one solution on any machine (the router's training data needs that)
+    """
     n = len(demands) - 1
     routes = [list(r) for r in routes if r]
-    if n < 2 or time_budget_s <= 0:
+    if n < 2 or (time_budget_s <= 0 if iterations is None else iterations <= 0):
         return routes
     warm_up()
     d = np.ascontiguousarray(distances, dtype=np.float64)
@@ -44,6 +48,12 @@ def ruin_recreate(distances: np.ndarray, demands: np.ndarray, capacity: float, r
     best_nodes, best_lens, best_cost = nodes.copy(), lens.copy(), cost
     per_customer = cost / n
     rng_state = np.array([seed * 2654435761 % (2**31) + 1], dtype=np.int64)
+    if iterations is not None:
+        for done in range(0, iterations, CHUNK):
+            temperature = per_customer * T_START * (T_END / T_START) ** (done / iterations)
+            cost, best_cost = _iterate(d, q, float(capacity), near, nodes, lens, cost, best_nodes, best_lens,
+                                       best_cost, temperature, min(CHUNK, iterations - done), rng_state)
+        return _routes(best_nodes, best_lens)
     deadline = time.perf_counter() + time_budget_s
     t_start = time.perf_counter()
     while True:
@@ -54,8 +64,11 @@ def ruin_recreate(distances: np.ndarray, demands: np.ndarray, capacity: float, r
         temperature = per_customer * T_START * (T_END / T_START) ** progress
         cost, best_cost = _iterate(d, q, float(capacity), near, nodes, lens, cost, best_nodes, best_lens, best_cost,
                                    temperature, CHUNK, rng_state)
-    out = [list(best_nodes[r, :best_lens[r]]) for r in range(len(best_lens)) if best_lens[r] > 0]
-    return [[int(c) for c in r] for r in out]
+    return _routes(best_nodes, best_lens)
+
+
+def _routes(nodes: np.ndarray, lens: np.ndarray) -> list[list[int]]:
+    return [[int(c) for c in nodes[r, :lens[r]]] for r in range(len(lens)) if lens[r] > 0]
 
 
 def warm_up() -> None:

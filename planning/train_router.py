@@ -1,6 +1,10 @@
 """Train the GNN route planner (``shopfloor train router``).
 
-Recipe: REINFORCE with POMO's shared baseline (Kwon et al. 2020, "POMO: Policy Optimization with
+Two phases. First the planner imitates a search's solutions (`planning.imitation`): ``imitation_epochs``
+epochs of teacher-forced steps over ``expert_instances`` generated instances, each solved by savings and
+ruin and recreate. Then it is fine-tuned on its own rollouts for ``epochs`` epochs, as follows.
+
+Fine-tuning: REINFORCE with POMO's shared baseline (Kwon et al. 2020, "POMO: Policy Optimization with
 Multiple Optima for Reinforcement Learning"): every generated instance is solved by ``P`` sampled
 rollouts that start from ``P`` different first customers, and each rollout's advantage is its cost minus
 the mean cost of the instance's ``P`` rollouts, so no critic and no greedy baseline rollout is needed.
@@ -15,7 +19,8 @@ Validation: greedy decoding of a fixed, seeded set of instances (``VAL_SEED``, n
 interrupted run leaves weights; the metrics file is rewritten after every epoch. Everything is seeded;
 on one machine, with the same thread count, the same seed gives the same weights.
 
-Seeds in use: training instances ``1_000_003 * seed + 21``; validation ``VAL_SEED``. Benchmarks must
+Seeds in use: training instances ``1_000_003 * seed + 21``; the expert set ``1_000_003 * seed + 22``;
+validation ``VAL_SEED``. Benchmarks must
 draw their held-out instances from other seeds.
 """
 
@@ -33,6 +38,7 @@ import torch
 from environments.errors import ShopfloorInputError
 from planning.baselines.routing import CVRPInstance, clarke_wright_savings, solution_cost
 from planning.cvrp_generator import GeneratorConfig, random_instance
+from planning.imitation import expert_dataset, imitation_loss
 from planning.route_model import RouteModel, RouteModelDims, load_router, make_batch, save_router, solve_many
 
 __all__ = ["RouterTrainConfig", "quick_config", "train_router", "load_router", "validation_set"]
@@ -45,8 +51,18 @@ VAL_SEED = 6_000_017
 class RouterTrainConfig:
     seed: int = 0
     """Seed of the instances, the initialisation and the sampled rollouts."""
-    epochs: int = 30
-    """Epochs; validation and the checkpoint come after each."""
+    expert_instances: int = 12_000
+    """Generated instances solved by the expert for the imitation phase (0: no imitation phase)."""
+    expert_iterations: int = 60
+    """Ruin-and-recreate iterations per customer of the expert (`planning.imitation.expert_routes`)."""
+    imitation_epochs: int = 42
+    """Epochs of imitation, ``batches_per_epoch`` steps each; validation and the checkpoint come after each."""
+    imitation_batch: int = 128
+    """Expert solutions per imitation step."""
+    imitation_lr: float = 1e-3
+    """Adam's first learning rate in the imitation phase; it falls along a cosine to ``lr_final``."""
+    epochs: int = 4
+    """Epochs of REINFORCE fine-tuning after imitation."""
     batches_per_epoch: int = 40
     """Gradient steps per epoch."""
     rollouts_per_batch: int = 1000
@@ -55,11 +71,11 @@ class RouterTrainConfig:
     """POMO starts per instance: min(n, max_starts) different first customers, drawn at random when fewer than n."""
     instances: GeneratorConfig = GeneratorConfig()
     """What the training and validation instances are drawn from, including n_min..n_max."""
-    lr: float = 1e-3
-    """Adam's first learning rate; it falls along a cosine to ``lr_final`` (POMO: 1e-4, for a far longer run;
-    in 60-step pilots, 1e-3 lowered the gap faster than 3e-4)."""
-    lr_final: float = 1e-4
-    """The learning rate at the last step."""
+    lr: float = 1e-4
+    """Adam's first learning rate in the REINFORCE phase, falling along a cosine to ``lr_final`` (POMO's
+    1e-4: the imitated planner is a starting point to keep, not to shake)."""
+    lr_final: float = 2e-5
+    """The learning rate at the last step of each phase."""
     weight_decay: float = 1e-6
     """Adam's L2 penalty (POMO's)."""
     max_grad_norm: float = 1.0
@@ -69,26 +85,38 @@ class RouterTrainConfig:
     val_sizes: tuple[int, ...] = (20, 50, 100)
     """Customers of the validation instances, in turn."""
     dims: RouteModelDims = RouteModelDims()
-    """The model's size (the default is ~0.63 M parameters, 2.5 MB of weights)."""
-    threads: int = 1
-    """torch threads: on the 2-core machines, 2 threads lose badly to 1 whenever anything else runs."""
+    """The model's size (the default is ~0.16 M parameters, 0.7 MB of weights)."""
+    threads: int = 2
+    """torch threads (the machines here have 2 cores; use 1 when something else runs beside training)."""
+    workers: int | None = None
+    """Processes that solve the expert set (default: the CPUs available)."""
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batches_per_epoch", "rollouts_per_batch", "max_starts", "n_val", "threads"):
+        for name in ("batches_per_epoch", "rollouts_per_batch", "max_starts", "n_val", "threads",
+                     "expert_iterations", "imitation_batch"):
             if getattr(self, name) < 1:
                 raise ShopfloorInputError(f"{name}={getattr(self, name)} is invalid; allowed: an int >= 1.")
+        for name in ("epochs", "imitation_epochs", "expert_instances"):
+            if getattr(self, name) < 0:
+                raise ShopfloorInputError(f"{name}={getattr(self, name)} is invalid; allowed: an int >= 0.")
+        if self.epochs + (self.imitation_epochs if self.expert_instances else 0) < 1:
+            raise ShopfloorInputError("no training: allowed: epochs >= 1, or imitation_epochs >= 1 with "
+                                      "expert_instances >= 1.")
         if not self.val_sizes or min(self.val_sizes) < 1:
             raise ShopfloorInputError(f"val_sizes={self.val_sizes} is invalid; allowed: customer counts >= 1.")
-        if not 0 < self.lr_final <= self.lr or self.max_grad_norm <= 0:
-            raise ShopfloorInputError(f"lr={self.lr}, lr_final={self.lr_final}, max_grad_norm={self.max_grad_norm} "
-                                      "are invalid; allowed: 0 < lr_final <= lr and max_grad_norm > 0.")
+        if not 0 < self.lr_final <= min(self.lr, self.imitation_lr) or self.max_grad_norm <= 0:
+            raise ShopfloorInputError(f"lr={self.lr}, imitation_lr={self.imitation_lr}, lr_final={self.lr_final}, "
+                                      f"max_grad_norm={self.max_grad_norm} are invalid; allowed: "
+                                      "0 < lr_final <= lr, imitation_lr and max_grad_norm > 0.")
 
 
 def quick_config(seed: int = 0) -> RouterTrainConfig:
-    """A tiny run for tests and smoke checks (seconds): small instances, 2 epochs of 3 steps."""
-    return replace(RouterTrainConfig(seed=seed), epochs=2, batches_per_epoch=3, rollouts_per_batch=200,
-                   max_starts=20, instances=replace(GeneratorConfig(), n_min=10, n_max=20), n_val=6,
-                   val_sizes=(10, 20))
+    """A tiny run for tests and smoke checks (seconds): small instances, 2 imitation epochs and 1 of
+    REINFORCE, of 3 steps each."""
+    return replace(RouterTrainConfig(seed=seed), expert_instances=64, expert_iterations=10, imitation_epochs=2,
+                   imitation_batch=32, epochs=1, batches_per_epoch=3, rollouts_per_batch=200, max_starts=20,
+                   instances=replace(GeneratorConfig(), n_min=10, n_max=20), n_val=6, val_sizes=(10, 20),
+                   workers=1)
 
 
 def validation_set(cfg: RouterTrainConfig) -> list[CVRPInstance]:
@@ -143,6 +171,19 @@ def train_router(cfg: RouterTrainConfig, out: str | Path, progress: Progress | N
         torch.set_num_threads(threads)  # a caller's own thread count is its business
 
 
+def imitation_step(model: RouteModel, opt: torch.optim.Optimizer, cfg: RouterTrainConfig,
+                   solutions: list, rng: np.random.Generator) -> dict:
+    """One teacher-forced step on ``solutions``; returns the step's metrics."""
+    model.train()
+    loss = imitation_loss(model, solutions, rng)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    opt.step()
+    return {"loss": float(loss.detach()), "grad_norm": float(grad_norm),
+            "n": float(np.mean([s[0].n_customers for s in solutions])), "instances": len(solutions)}
+
+
 def _train(cfg: RouterTrainConfig, out: Path, progress: Progress, command: str) -> dict:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(1_000_003 * cfg.seed + 21)
@@ -151,33 +192,68 @@ def _train(cfg: RouterTrainConfig, out: Path, progress: Progress, command: str) 
     val = validation_set(cfg)
     savings = np.array([solution_cost(inst, clarke_wright_savings(inst)) for inst in val])
     model = RouteModel(cfg.dims)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * cfg.batches_per_epoch,
-                                                       eta_min=cfg.lr_final)
     metrics = {"config": asdict(cfg), "command": command, "history": []}
-    first = {"epoch": 0, **validate(model, val, savings), "time/wall_s": time.perf_counter() - t0}
+    first = {"epoch": 0, "phase": "untrained", **validate(model, val, savings), "time/wall_s": time.perf_counter() - t0}
     metrics["history"].append(first)  # the untrained model, for scale
-    best = np.inf
-    for epoch in range(1, cfg.epochs + 1):
-        t_epoch, steps = time.perf_counter(), []
-        for step in range(cfg.batches_per_epoch):
-            steps.append(train_step(model, opt, cfg, rng, g))
-            sched.step()
-            progress(f"epoch {epoch}/{cfg.epochs}", step + 1, cfg.batches_per_epoch)
-        row = {"epoch": epoch, **{f"train/{k}": float(np.mean([s[k] for s in steps]))
-                                  for k in ("loss", "cost", "best_cost", "grad_norm", "n")},
-               "train/instances": int(sum(s["instances"] for s in steps)), "train/lr": sched.get_last_lr()[0],
+    best = [np.inf]
+
+    def end_epoch(epoch: int, phase: str, steps: list[dict], lr: float, t_epoch: float, last: bool) -> None:
+        keys = ("loss", "cost", "best_cost", "grad_norm", "n") if phase == "reinforce" else ("loss", "grad_norm", "n")
+        row = {"epoch": epoch, "phase": phase, **{f"train/{k}": float(np.mean([s[k] for s in steps])) for k in keys},
+               "train/instances": int(sum(s["instances"] for s in steps)), "train/lr": lr,
                **validate(model, val, savings),
                "time/epoch_s": time.perf_counter() - t_epoch, "time/wall_s": time.perf_counter() - t0}
         metrics["history"].append(row)
-        if row["val/gap_to_savings"] < best:
-            best = row["val/gap_to_savings"]
+        if row["val/gap_to_savings"] < best[0]:
+            best[0] = row["val/gap_to_savings"]
             save_router(out, model, {"command": command, "seed": cfg.seed, "config": asdict(cfg), "epoch": epoch,
-                                     "val/gap_to_savings": best, "complete": epoch == cfg.epochs})
-        metrics["best"] = {"epoch": int(np.argmin([r["val/gap_to_savings"] for r in metrics["history"][1:]])) + 1,
-                           "val/gap_to_savings": best}
+                                     "phase": phase, "val/gap_to_savings": best[0], "complete": last})
+        trained = metrics["history"][1:]
+        metrics["best"] = {"epoch": trained[int(np.argmin([r["val/gap_to_savings"] for r in trained]))]["epoch"],
+                           "val/gap_to_savings": best[0]}
         metrics["train_s"] = time.perf_counter() - t0
         out.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    imitation_epochs = cfg.imitation_epochs if cfg.expert_instances else 0
+    epoch = 0
+    if imitation_epochs:
+        solved = [0]
+
+        def expert_progress(k: int) -> None:
+            solved[0] += k
+            progress("expert routes", solved[0], cfg.expert_instances)
+
+        t_expert = time.perf_counter()
+        experts = expert_dataset(1_000_003 * cfg.seed + 22, cfg.expert_instances, cfg.instances,
+                                 cfg.expert_iterations, cfg.workers, expert_progress)
+        metrics["expert_s"] = time.perf_counter() - t_expert
+        # Batches of similar sizes pad little: sort by n, and draw each batch as a run of neighbours.
+        experts.sort(key=lambda s: s[0].n_customers)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.imitation_lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=imitation_epochs * cfg.batches_per_epoch,
+                                                           eta_min=cfg.lr_final)
+        size = min(cfg.imitation_batch, len(experts))
+        for epoch in range(1, imitation_epochs + 1):
+            t_epoch, steps = time.perf_counter(), []
+            for step in range(cfg.batches_per_epoch):
+                a = int(rng.integers(0, len(experts) - size + 1))
+                steps.append(imitation_step(model, opt, cfg, experts[a:a + size], rng))
+                sched.step()
+                progress(f"imitation {epoch}/{imitation_epochs}", step + 1, cfg.batches_per_epoch)
+            end_epoch(epoch, "imitation", steps, sched.get_last_lr()[0], t_epoch, not cfg.epochs and
+                      epoch == imitation_epochs)
+    if cfg.epochs:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * cfg.batches_per_epoch,
+                                                           eta_min=cfg.lr_final)
+        for k in range(1, cfg.epochs + 1):
+            epoch += 1
+            t_epoch, steps = time.perf_counter(), []
+            for step in range(cfg.batches_per_epoch):
+                steps.append(train_step(model, opt, cfg, rng, g))
+                sched.step()
+                progress(f"reinforce {k}/{cfg.epochs}", step + 1, cfg.batches_per_epoch)
+            end_epoch(epoch, "reinforce", steps, sched.get_last_lr()[0], t_epoch, k == cfg.epochs)
     ckpt = torch.load(out, map_location="cpu", weights_only=True)  # mark the best checkpoint as a finished run's
     ckpt["meta"]["complete"] = True
     torch.save(ckpt, out)
