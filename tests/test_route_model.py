@@ -258,9 +258,10 @@ def test_load_router_rejects_missing_and_foreign_files(tmp_path):
 
 
 def test_shipped_router_weights_hold_their_measured_quality():
-    """planning/policies/router.pt, from `shopfloor train router --seed 0` (35 min here, benchmarks/RESULTS.md).
-    Floors sit above what was measured on these instances (greedy +37% behind savings; multi-start x8
-    polished to a local optimum +4.8%), so a worse retraining fails here."""
+    """planning/policies/router.pt, from `shopfloor train router --seed 0` (57 min here, benchmarks/RESULTS.md).
+    Floors sit above what was measured on these instances (greedy +8.5% behind savings, where the
+    REINFORCE-only weights before it were +37%; multi-start x8 polished to a local optimum -2.4%), so a
+    worse retraining fails here."""
     path = ROOT / "planning" / "policies" / "router.pt"
     assert path.stat().st_size <= 10 * 2**20
     model, ckpt = load_router(path)
@@ -271,8 +272,8 @@ def test_shipped_router_weights_hold_their_measured_quality():
     greedy = solve_many(model, instances, "greedy")
     for inst, sol in zip(instances, greedy):
         validate_solution(inst, sol.routes)
-    assert np.mean([s.cost for s in greedy] / savings - 1) <= 0.45
+    assert np.mean([s.cost for s in greedy] / savings - 1) <= 0.13
     # every first customer of 8 views, taken down to the descent's local optimum: no clock in the result
     starts = [solve(model, inst, "multistart", augment=8).routes for inst in instances]
     polished = np.array([solution_cost(inst, polish(inst, r, 60.0, ruin=False)) for inst, r in zip(instances, starts)])
-    assert np.mean(polished / savings - 1) <= 0.07
+    assert np.mean(polished / savings - 1) <= 0.01
