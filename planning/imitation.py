@@ -28,6 +28,7 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -69,16 +70,11 @@ def expert_dataset(seed: int, count: int, generator: GeneratorConfig, iterations
              iterations_per_customer) for i, a in enumerate(range(0, count, CHUNK))]
     workers = workers or len(os.sched_getaffinity(0))
     out: list[ExpertSolution] = []
-    if workers == 1 or len(jobs) <= 1:
-        results = map(_expert_chunk, jobs)
-        for part in results:
-            out += part
-            if progress:
-                progress(len(part))
-        return out
     # fork: the workers only need numpy and numba; spawn would re-import the caller's __main__
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        for part in pool.map(_expert_chunk, jobs):
+    parallel = workers > 1 and len(jobs) > 1
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) if parallel else nullcontext()
+    with pool:
+        for part in (pool.map if parallel else map)(_expert_chunk, jobs):
             out += part
             if progress:
                 progress(len(part))
