@@ -20,8 +20,7 @@ interrupted run leaves weights; the metrics file is rewritten after every epoch.
 on one machine, with the same thread count, the same seed gives the same weights.
 
 Seeds in use: training instances ``1_000_003 * seed + 21``; the expert set ``1_000_003 * seed + 22``;
-validation ``VAL_SEED``. Benchmarks must
-draw their held-out instances from other seeds.
+validation ``VAL_SEED``. Benchmarks must draw their held-out instances from other seeds.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ import torch
 from environments.errors import ShopfloorInputError
 from planning.baselines.routing import CVRPInstance, clarke_wright_savings, solution_cost
 from planning.cvrp_generator import GeneratorConfig, random_instance
-from planning.imitation import expert_dataset, imitation_loss
+from planning.imitation import ExpertSolution, expert_dataset, imitation_loss
 from planning.route_model import RouteModel, RouteModelDims, load_router, make_batch, save_router, solve_many
 
 __all__ = ["RouterTrainConfig", "quick_config", "train_router", "load_router", "validation_set"]
@@ -148,13 +147,19 @@ def train_step(model: RouteModel, opt: torch.optim.Optimizer, cfg: RouterTrainCo
     out = model.rollout(batch, p, starts, greedy=False, generator=g)
     advantage = out.cost - out.cost.mean(1, keepdim=True)  # POMO's shared baseline
     loss = (advantage * out.log_prob).mean()
+    grad_norm = _descend(model, opt, loss, cfg)
+    cost = out.cost.double() * batch.scale[:, None]
+    return {"loss": float(loss.detach()), "cost": float(cost.mean()), "best_cost": float(cost.min(1).values.mean()),
+            "grad_norm": grad_norm, "n": n, "instances": len(instances)}
+
+
+def _descend(model: RouteModel, opt: torch.optim.Optimizer, loss: torch.Tensor, cfg: RouterTrainConfig) -> float:
+    """One clipped gradient step on ``loss``; returns the gradient norm before clipping."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
     opt.step()
-    cost = out.cost.double() * batch.scale[:, None]
-    return {"loss": float(loss.detach()), "cost": float(cost.mean()), "best_cost": float(cost.min(1).values.mean()),
-            "grad_norm": float(grad_norm), "n": n, "instances": len(instances)}
+    return float(grad_norm)
 
 
 def train_router(cfg: RouterTrainConfig, out: str | Path, progress: Progress | None = None,
@@ -172,15 +177,12 @@ def train_router(cfg: RouterTrainConfig, out: str | Path, progress: Progress | N
 
 
 def imitation_step(model: RouteModel, opt: torch.optim.Optimizer, cfg: RouterTrainConfig,
-                   solutions: list, rng: np.random.Generator) -> dict:
+                   solutions: list[ExpertSolution], rng: np.random.Generator) -> dict:
     """One teacher-forced step on ``solutions``; returns the step's metrics."""
     model.train()
     loss = imitation_loss(model, solutions, rng)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-    opt.step()
-    return {"loss": float(loss.detach()), "grad_norm": float(grad_norm),
+    grad_norm = _descend(model, opt, loss, cfg)
+    return {"loss": float(loss.detach()), "grad_norm": grad_norm,
             "n": float(np.mean([s[0].n_customers for s in solutions])), "instances": len(solutions)}
 
 
@@ -195,28 +197,10 @@ def _train(cfg: RouterTrainConfig, out: Path, progress: Progress, command: str) 
     metrics = {"config": asdict(cfg), "command": command, "history": []}
     first = {"epoch": 0, "phase": "untrained", **validate(model, val, savings), "time/wall_s": time.perf_counter() - t0}
     metrics["history"].append(first)  # the untrained model, for scale
-    best = [np.inf]
-
-    def end_epoch(epoch: int, phase: str, steps: list[dict], lr: float, t_epoch: float, last: bool) -> None:
-        keys = ("loss", "cost", "best_cost", "grad_norm", "n") if phase == "reinforce" else ("loss", "grad_norm", "n")
-        row = {"epoch": epoch, "phase": phase, **{f"train/{k}": float(np.mean([s[k] for s in steps])) for k in keys},
-               "train/instances": int(sum(s["instances"] for s in steps)), "train/lr": lr,
-               **validate(model, val, savings),
-               "time/epoch_s": time.perf_counter() - t_epoch, "time/wall_s": time.perf_counter() - t0}
-        metrics["history"].append(row)
-        if row["val/gap_to_savings"] < best[0]:
-            best[0] = row["val/gap_to_savings"]
-            save_router(out, model, {"command": command, "seed": cfg.seed, "config": asdict(cfg), "epoch": epoch,
-                                     "phase": phase, "val/gap_to_savings": best[0], "complete": last})
-        trained = metrics["history"][1:]
-        metrics["best"] = {"epoch": trained[int(np.argmin([r["val/gap_to_savings"] for r in trained]))]["epoch"],
-                           "val/gap_to_savings": best[0]}
-        metrics["train_s"] = time.perf_counter() - t0
-        out.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2))
-
-    imitation_epochs = cfg.imitation_epochs if cfg.expert_instances else 0
-    epoch = 0
-    if imitation_epochs:
+    best = np.inf
+    # (phase, epochs, first learning rate, one step given the optimiser)
+    phases: list[tuple[str, int, float, Callable[[torch.optim.Optimizer], dict]]] = []
+    if cfg.expert_instances and cfg.imitation_epochs:
         solved = [0]
 
         def expert_progress(k: int) -> None:
@@ -229,31 +213,43 @@ def _train(cfg: RouterTrainConfig, out: Path, progress: Progress, command: str) 
         metrics["expert_s"] = time.perf_counter() - t_expert
         # Batches of similar sizes pad little: sort by n, and draw each batch as a run of neighbours.
         experts.sort(key=lambda s: s[0].n_customers)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.imitation_lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=imitation_epochs * cfg.batches_per_epoch,
-                                                           eta_min=cfg.lr_final)
         size = min(cfg.imitation_batch, len(experts))
-        for epoch in range(1, imitation_epochs + 1):
-            t_epoch, steps = time.perf_counter(), []
-            for step in range(cfg.batches_per_epoch):
-                a = int(rng.integers(0, len(experts) - size + 1))
-                steps.append(imitation_step(model, opt, cfg, experts[a:a + size], rng))
-                sched.step()
-                progress(f"imitation {epoch}/{imitation_epochs}", step + 1, cfg.batches_per_epoch)
-            end_epoch(epoch, "imitation", steps, sched.get_last_lr()[0], t_epoch, not cfg.epochs and
-                      epoch == imitation_epochs)
+
+        def imitate(opt: torch.optim.Optimizer) -> dict:
+            a = int(rng.integers(0, len(experts) - size + 1))
+            return imitation_step(model, opt, cfg, experts[a:a + size], rng)
+
+        phases.append(("imitation", cfg.imitation_epochs, cfg.imitation_lr, imitate))
     if cfg.epochs:
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * cfg.batches_per_epoch,
+        phases.append(("reinforce", cfg.epochs, cfg.lr, lambda opt: train_step(model, opt, cfg, rng, g)))
+    epoch = 0
+    for phase, n_epochs, lr, step_once in phases:
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_epochs * cfg.batches_per_epoch,
                                                            eta_min=cfg.lr_final)
-        for k in range(1, cfg.epochs + 1):
+        for k in range(1, n_epochs + 1):
             epoch += 1
             t_epoch, steps = time.perf_counter(), []
             for step in range(cfg.batches_per_epoch):
-                steps.append(train_step(model, opt, cfg, rng, g))
+                steps.append(step_once(opt))
                 sched.step()
-                progress(f"reinforce {k}/{cfg.epochs}", step + 1, cfg.batches_per_epoch)
-            end_epoch(epoch, "reinforce", steps, sched.get_last_lr()[0], t_epoch, k == cfg.epochs)
+                progress(f"{phase} {k}/{n_epochs}", step + 1, cfg.batches_per_epoch)
+            row = {"epoch": epoch, "phase": phase,
+                   **{f"train/{key}": float(np.mean([s[key] for s in steps])) for key in steps[0] if key != "instances"},
+                   "train/instances": int(sum(s["instances"] for s in steps)), "train/lr": sched.get_last_lr()[0],
+                   **validate(model, val, savings),
+                   "time/epoch_s": time.perf_counter() - t_epoch, "time/wall_s": time.perf_counter() - t0}
+            metrics["history"].append(row)
+            if row["val/gap_to_savings"] < best:
+                best = row["val/gap_to_savings"]
+                last = phase == phases[-1][0] and k == n_epochs
+                save_router(out, model, {"command": command, "seed": cfg.seed, "config": asdict(cfg), "epoch": epoch,
+                                         "phase": phase, "val/gap_to_savings": best, "complete": last})
+            trained = metrics["history"][1:]
+            metrics["best"] = {"epoch": trained[int(np.argmin([r["val/gap_to_savings"] for r in trained]))]["epoch"],
+                               "val/gap_to_savings": best}
+            metrics["train_s"] = time.perf_counter() - t0
+            out.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2))
     ckpt = torch.load(out, map_location="cpu", weights_only=True)  # mark the best checkpoint as a finished run's
     ckpt["meta"]["complete"] = True
     torch.save(ckpt, out)
