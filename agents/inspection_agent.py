@@ -3,9 +3,13 @@ answers the operator's searches of the inspection history.
 
 It reads ``perception/parts`` (the images of the parts waiting), asks its inspector for p(defect) per
 part (and the defect type, when the inspector classifies), posts ``perception/verdict`` (the decision,
-with the confidence) and the ``proposal/inspection`` reject flags. When the reject rate over the last
-``window`` parts passes ``alarm_factor`` times the rate it has learned as normal, it posts
-``alarm/defect_rate`` for the process and pacing agents (and clears it when the rate falls back).
+with the confidence) and the ``proposal/inspection`` reject flags. The defect alarm is a Shewhart p-chart, the
+attribute chart of statistical process control: when the reject rate over the last ``window`` parts
+passes the upper control limit ``p + sigmas * sqrt(p (1 - p) / window)``, it posts
+``alarm/defect_rate`` for the process and pacing agents (and clears it when the rate falls a sigma below).
+``p``, the normal rate, is learned from the parts that left the window while no alarm was on, so an
+upset never raises its own baseline (a running mean over every part did: after a start-up with many
+defects it hid a catalyst upset).
 
 With a CLIP model it also embeds every inspected part into a retrieval index, and answers each
 ``query/parts`` entry ({"text", "k"}, posted by the VoiceAgent) on ``answer/parts`` with the best
@@ -29,7 +33,7 @@ from perception.clip_model import RetrievalIndex
 
 class InspectionAgent:
     def __init__(self, inspector, max_parts: int, reject_threshold: float | None = None, vlm=None,
-                 window: int = 40, alarm_factor: float = 2.0, min_alarm_rate: float = 0.08, index_batch: int = 32):
+                 window: int = 40, sigmas: float = 3.0, min_alarm_rate: float = 0.08, index_batch: int = 32):
         self.name, self.subscribes = "inspection", ("perception/parts", "query/parts")
         self.inspector, self.max_parts = inspector, max_parts
         self.reject_threshold = inspector.reject_threshold if reject_threshold is None else reject_threshold
@@ -39,8 +43,8 @@ class InspectionAgent:
         self._warm_up()
         self._to_index: list[tuple[tuple[int, int], np.ndarray, dict]] = []  # inspected, not yet embedded
         self.recent: deque[int] = deque(maxlen=window)
-        self.alarm_factor, self.min_alarm_rate = alarm_factor, min_alarm_rate
-        self.n_seen = self.n_rejected = 0
+        self.sigmas, self.min_alarm_rate = sigmas, min_alarm_rate
+        self.baseline_seen = self.baseline_rejected = 0  # parts behind the window, seen with no alarm on
         self.alarm_on = False
 
     def decide(self, tick: int, inbox: list[Entry]) -> list[Post]:
@@ -67,9 +71,10 @@ class InspectionAgent:
             for slot, (part, p) in enumerate(zip(parts, p_defect.tolist())):
                 rejected = p >= self.reject_threshold
                 reject[slot] = int(rejected)
+                if len(self.recent) == self.recent.maxlen and not self.alarm_on:
+                    self.baseline_seen += 1
+                    self.baseline_rejected += self.recent[0]
                 self.recent.append(int(rejected))
-                self.n_seen += 1
-                self.n_rejected += int(rejected)
                 verdicts.append(kind[slot] if rejected else "good")
                 posts.append(Post("perception/verdict", str(part["part_id"]),
                                   {"p_defect": p, "reject": bool(rejected), "defect": verdicts[-1]},
@@ -110,12 +115,19 @@ class InspectionAgent:
                                                 "history_size": len(self.history)})
 
     def _alarm(self, tick: int) -> list[Post]:
-        if len(self.recent) < self.recent.maxlen:
+        n = self.recent.maxlen
+        if len(self.recent) < n or self.baseline_seen < n:  # no chart before a window's worth of baseline
             return []
-        normal = max(self.min_alarm_rate, self.n_rejected / self.n_seen)
-        rate = sum(self.recent) / len(self.recent)
-        raised = rate >= self.alarm_factor * normal
+        # The floor keeps a near-zero baseline from putting the limit within one or two rejects.
+        normal = max(self.min_alarm_rate, self.baseline_rejected / self.baseline_seen)
+        sd = float(np.sqrt(normal * (1.0 - normal) / n))
+        limit = normal + self.sigmas * sd
+        rate = sum(self.recent) / n
+        # It clears one sigma lower than it rises: one part in or out of the window at the limit must
+        # not toggle the alarm, and with it the negotiated remedy, every few ticks.
+        raised = rate > (limit - sd if self.alarm_on else limit)
         if raised == self.alarm_on:
             return []
         self.alarm_on = raised
-        return [Post("alarm/defect_rate", "line", {"active": raised, "reject_rate": rate, "normal_rate": normal})]
+        return [Post("alarm/defect_rate", "line", {"active": raised, "reject_rate": rate, "normal_rate": normal,
+                                                   "control_limit": limit})]

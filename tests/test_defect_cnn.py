@@ -223,3 +223,31 @@ def test_harsh_randomisation_keeps_the_ranges_and_draws_their_harsh_ends_more_of
     assert dim_low_noisy(harsh) > 4 * dim_low_noisy(uniform)
     with pytest.raises(ShopfloorInputError, match="randomized_harsh"):
         parse_shift("harshest")
+
+
+def test_defect_alarm_is_a_p_chart_whose_baseline_the_upset_does_not_raise():
+    """120 parts at 15% defects, an upset of 40 parts at 40%, then 60 parts at 5%, through the shipped CNN.
+    A running mean over every part (the old rule: alarm at twice it) had taken the upset into its own
+    baseline, 0.21, and stayed quiet at 0.40; the p-chart's limit comes from the parts before the window."""
+    from agents.agent import encode_image
+    from agents.blackboard import Entry
+    from agents.inspection_agent import InspectionAgent
+    from environments.parts import sample_spec
+
+    agent = InspectionAgent(CNNInspector(max_parts=4), max_parts=4)
+    rng = np.random.default_rng(11)
+    phases = [(120, 0.15), (40, 0.40), (60, 0.05)]
+    defective = [i < round(n * share) for n, share in phases for i in rng.permutation(n)]
+    alarms, part_id = [], 0
+    for tick in range(len(defective) // 4):
+        parts = []
+        for is_bad in defective[4 * tick:4 * tick + 4]:
+            spec = sample_spec(rng, defect=int(rng.integers(1, 7)) if is_bad else 0)
+            parts.append({"part_id": part_id, "png": encode_image(render_part(spec, seed=part_id, size=64).image)})
+            part_id += 1
+        inbox = [Entry("perception/parts", "station", {"parts": parts}, "plant", tick, tick + 1, tick + 1)]
+        alarms += [(tick, p.value) for p in agent.decide(tick, inbox) if p.topic == "alarm/defect_rate"]
+    assert [a["active"] for _, a in alarms] == [True, False], alarms
+    (raised_at, raised), (cleared_at, _) = alarms
+    assert 120 / 4 < raised_at < 160 / 4 < cleared_at  # raised in the upset, cleared after it
+    assert raised["normal_rate"] < 0.2 and raised["reject_rate"] > raised["control_limit"] > raised["normal_rate"]
