@@ -55,6 +55,23 @@ def test_chosen_layer_widths_are_trained_saved_and_loaded(tmp_path):
         DefectCNNTrainConfig(channels=(8, 16))
 
 
+def test_training_on_from_a_checkpoint_starts_from_its_weights(tmp_path):
+    small = dict(channels=(8, 16, 24, 32, 32), n_train=128, n_val=32, epochs=1, batch_size=64, workers=1)
+    train_defect_cnn(DefectCNNTrainConfig(seed=1, **small), tmp_path / "first.pt", command="shopfloor train defect-cnn A")
+    # a learning rate near zero: the second run must end where the first did, not at a fresh initialisation
+    cfg = DefectCNNTrainConfig(seed=2, lr=1e-7, init=str(tmp_path / "first.pt"), **small)
+    train_defect_cnn(cfg, tmp_path / "second.pt")
+    train_defect_cnn(DefectCNNTrainConfig(seed=2, lr=1e-7, **small), tmp_path / "fresh.pt")
+    first, second, fresh = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("first", "second", "fresh"))
+    conv = "features.0.weight"
+    assert torch.allclose(second["state_dict"][conv], first["state_dict"][conv], atol=1e-5)
+    assert not torch.allclose(fresh["state_dict"][conv], first["state_dict"][conv], atol=1e-2)
+    assert second["meta"]["init"]["command"] == "shopfloor train defect-cnn A"
+    with pytest.raises(ShopfloorInputError, match="layers"):
+        train_defect_cnn(DefectCNNTrainConfig(seed=2, init=str(tmp_path / "first.pt"), n_train=64, n_val=16,
+                                              epochs=1, workers=1), tmp_path / "wide.pt")
+
+
 def _shipped_metrics(held_out):
     model, ckpt = load_checkpoint()
     return ckpt, inspection_metrics(held_out.labels, predict_probs(model, held_out.images), ckpt["reject_threshold"])
@@ -64,11 +81,13 @@ def test_shipped_weights_hold_their_measured_quality(held_out):
     assert SHIPPED_CNN.stat().st_size <= 10 * 2**20
     ckpt, m = _shipped_metrics(held_out)
     assert "shopfloor train defect-cnn" in ckpt["meta"]["command"] and ckpt["meta"]["complete"]
-    # measured on these 700 parts: accuracy 0.864, escape 0.194 at false alarm 0.024, AUROC 0.957
-    # (benchmarks/RESULTS.md has the 5,000-part figures); floors a little below, to catch regressions
-    assert m["accuracy"] >= 0.83, m["accuracy"]
-    assert m["auroc"] >= 0.94, m["auroc"]
-    assert m["defect_escape_rate"] <= 0.24 and m["false_alarm_rate"] <= 0.05, m
+    # measured on these 700 parts: accuracy 0.910, escape 0.094 at false alarm 0.060, AUROC 0.975
+    # (benchmarks/RESULTS.md has the 5,000-part figures: false alarm 0.036 there); floors a little below,
+    # to catch regressions. The false-alarm floor is loose: these parts hold ~100 good ones, so one more
+    # false alarm moves it by 0.01, and the threshold is calibrated on milder (domain-randomised) light.
+    assert m["accuracy"] >= 0.88, m["accuracy"]
+    assert m["auroc"] >= 0.96, m["auroc"]
+    assert m["defect_escape_rate"] <= 0.13 and m["false_alarm_rate"] <= 0.08, m
 
 
 @pytest.mark.xfail(strict=True, reason="the shipped defect CNN falls short of issue 4's bars under the shifted "
@@ -113,7 +132,7 @@ def test_heat_map_points_at_the_defect(held_out):
     assert maps.shape == masks.shape and maps.min() >= 0 and maps.max() <= 1
     inside = np.array([m[k].mean() for m, k in zip(maps, masks)])
     outside = np.array([m[~k].mean() for m, k in zip(maps, masks)])
-    assert (inside > outside).mean() >= 0.85, (inside > outside).mean()  # measured: 0.97
+    assert (inside > outside).mean() >= 0.85, (inside > outside).mean()  # measured: 0.98
     called_good = 1.0 - probs[:, 0] < inspector.reject_threshold
     good = held_out.images[called_good][:5]
     assert len(good) and np.all(inspector.heatmaps(good) == 0)  # nothing to show on a part called good
