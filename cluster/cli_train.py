@@ -84,13 +84,21 @@ def clip(
     defect_cnn: Annotated[str, typer.Option(
         help="Defect CNN checkpoint whose convolutions start (and stay locked in) the image tower; "
              "'shipped' is perception/weights/defect_cnn.pt, 'none' trains the tower from scratch.")] = "shipped",
+    n_train: Annotated[int | None, typer.Option(min=2, help="Rendered training parts (twin pairs count as two); "
+                                                          "default: the recipe's.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Default: the recipe's.")] = None,
+    train_shift: Annotated[str | None, typer.Option(help="Imaging conditions of the training parts: randomized or "
+                                                         "randomized_harsh; default: the recipe's.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks).")] = False,
 ) -> None:
     """Train the parts CLIP contrastively on rendered parts and captions, holding some combinations out."""
     from perception.train_clip import CLIPTrainConfig, train_clip
 
+    if train_shift not in (None, "randomized", "randomized_harsh"):
+        raise ShopfloorInputError(f"--train-shift {train_shift!r} is invalid; allowed: randomized, randomized_harsh.")
     init = None if defect_cnn.lower() == "none" else defect_cnn
-    cfg = CLIPTrainConfig(seed=seed, vision_init=init)
+    chosen = {k: v for k, v in (("n_train", n_train), ("epochs", epochs), ("train_shift", train_shift)) if v is not None}
+    cfg = CLIPTrainConfig(seed=seed, vision_init=init, **chosen)
     if quick:
         cfg = CLIPTrainConfig(seed=seed, n_train=512, n_val=64, n_val_held_out=64, epochs=1, batch_size=128,
                               vision_init=init)
