@@ -144,8 +144,8 @@ def router(
         "planning/policies/router.pt"),
     expert_instances: Annotated[int, typer.Option(min=0, help="Instances the expert solves for imitation "
                                                                "(0: REINFORCE alone).")] = 12_000,
-    imitation_epochs: Annotated[int, typer.Option(min=0, help="Epochs of imitation.")] = 42,
-    epochs: Annotated[int, typer.Option(min=0, help="Epochs of REINFORCE after imitation.")] = 4,
+    imitation_epochs: Annotated[int, typer.Option(min=0, help="Epochs of imitation.")] = 8,
+    epochs: Annotated[int, typer.Option(min=0, help="Epochs of REINFORCE after imitation.")] = 50,
     batches_per_epoch: Annotated[int, typer.Option(min=1, help="Gradient steps per epoch.")] = 40,
     quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 10-20 customers, "
                                                         "3 epochs of 3 steps.")] = False,

@@ -54,13 +54,13 @@ class RouterTrainConfig:
     """Generated instances solved by the expert for the imitation phase (0: no imitation phase)."""
     expert_iterations: int = 60
     """Ruin-and-recreate iterations per customer of the expert (`planning.imitation.expert_routes`)."""
-    imitation_epochs: int = 42
+    imitation_epochs: int = 8
     """Epochs of imitation, ``batches_per_epoch`` steps each; validation and the checkpoint come after each."""
     imitation_batch: int = 128
     """Expert solutions per imitation step."""
     imitation_lr: float = 1e-3
     """Adam's first learning rate in the imitation phase; it falls along a cosine to ``lr_final``."""
-    epochs: int = 4
+    epochs: int = 50
     """Epochs of REINFORCE fine-tuning after imitation."""
     batches_per_epoch: int = 40
     """Gradient steps per epoch."""

@@ -2,6 +2,7 @@
 every decoded and polished solution, and quick training end to end (CLI, metrics, checkpoint, seeding)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -258,22 +259,24 @@ def test_load_router_rejects_missing_and_foreign_files(tmp_path):
 
 
 def test_shipped_router_weights_hold_their_measured_quality():
-    """planning/policies/router.pt, from `shopfloor train router --seed 0` (57 min here, benchmarks/RESULTS.md).
-    Floors sit above what was measured on these instances (greedy +8.5% behind savings, where the
-    REINFORCE-only weights before it were +37%; multi-start x8 polished to a local optimum -2.4%), so a
-    worse retraining fails here."""
+    """planning/policies/router.pt, from `shopfloor train router --seed 0` (33 min on the sixth session's
+    CPU, benchmarks/RESULTS.md). Floors sit above what was measured on these instances (greedy +7.1%
+    behind savings, where the weights before were +8.5% and the REINFORCE-only ones +37%; multi-start x8
+    polished to a local optimum -3.1%), so a worse retraining fails here."""
     path = ROOT / "planning" / "policies" / "router.pt"
     assert path.stat().st_size <= 10 * 2**20
     model, ckpt = load_router(path)
-    assert ckpt["meta"]["command"] == "shopfloor train router --seed 0" and ckpt["meta"]["complete"]
+    # where the weights were written does not change them
+    assert re.sub(r" --out \S+", "", ckpt["meta"]["command"]) == "shopfloor train router --seed 0"
+    assert ckpt["meta"]["complete"]
     rng = np.random.default_rng(31337)  # held out: neither the training nor the validation seeds
     instances = [kool_instance(rng, 50) for _ in range(12)]
     savings = np.array([solution_cost(i, clarke_wright_savings(i)) for i in instances])
     greedy = solve_many(model, instances, "greedy")
     for inst, sol in zip(instances, greedy):
         validate_solution(inst, sol.routes)
-    assert np.mean([s.cost for s in greedy] / savings - 1) <= 0.13
+    assert np.mean([s.cost for s in greedy] / savings - 1) <= 0.10
     # every first customer of 8 views, taken down to the descent's local optimum: no clock in the result
     starts = [solve(model, inst, "multistart", augment=8).routes for inst in instances]
     polished = np.array([solution_cost(inst, polish(inst, r, 60.0, ruin=False)) for inst, r in zip(instances, starts)])
-    assert np.mean(polished / savings - 1) <= 0.01
+    assert np.mean(polished / savings - 1) <= 0.0
