@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -147,16 +148,24 @@ def router(
     imitation_epochs: Annotated[int, typer.Option(min=0, help="Epochs of imitation.")] = 8,
     epochs: Annotated[int, typer.Option(min=0, help="Epochs of REINFORCE after imitation.")] = 50,
     batches_per_epoch: Annotated[int, typer.Option(min=1, help="Gradient steps per epoch.")] = 40,
+    d_model: Annotated[int, typer.Option(min=8, max=512, help="Width of the encoder and decoder (a multiple of "
+                                                              "the 4 heads); the feed-forward is twice it. A step "
+                                                              "costs about (d_model / 64)^2 of the default's.")] = 64,
+    layers: Annotated[int, typer.Option(min=1, max=12, help="Graph-attention layers of the encoder.")] = 4,
     quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 10-20 customers, "
                                                         "3 epochs of 3 steps.")] = False,
 ) -> None:
     """Train the GNN route planner on generated CVRP instances: imitation of a search's routes, then
     REINFORCE with POMO's shared baseline."""
+    from planning.route_model import RouteModelDims
     from planning.train_router import RouterTrainConfig, quick_config, train_router
 
-    cfg = quick_config(seed) if quick else RouterTrainConfig(
+    if d_model % 4:
+        raise ShopfloorInputError(f"--d-model {d_model} is invalid; allowed: a multiple of 4 (the attention heads).")
+    dims = RouteModelDims(d_model=d_model, d_ff=2 * d_model, n_layer=layers)
+    cfg = replace(quick_config(seed), dims=dims) if quick else RouterTrainConfig(
         seed=seed, expert_instances=expert_instances, imitation_epochs=imitation_epochs, epochs=epochs,
-        batches_per_epoch=batches_per_epoch)
+        batches_per_epoch=batches_per_epoch, dims=dims)
     with StagedProgress() as progress:
         metrics = train_router(cfg, out, progress, command=_command_line())
     table = Table(title=f"route planner, greedy on {cfg.n_val} validation instances")

@@ -250,6 +250,20 @@ def test_quick_training_is_seeded_and_writes_metrics_and_a_loadable_checkpoint(t
         validate_solution(inst, sol.routes)
 
 
+def test_train_router_sets_the_model_size_and_rejects_a_width_the_heads_cannot_split(tmp_path):
+    cmd = [sys.executable, "-m", "cluster.cli", "train", "router", "--quick", "--out", str(tmp_path / "s.pt")]
+    res = subprocess.run(cmd + ["--d-model", "32", "--layers", "2"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    loaded, _ = load_router(tmp_path / "s.pt")
+    assert (loaded.dims.d_model, loaded.dims.d_ff, loaded.dims.n_layer) == (32, 64, 2)
+    assert len(loaded.encoder.blocks) == 2
+    res = subprocess.run(cmd[:-1] + [str(tmp_path / "bad.pt"), "--d-model", "30"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 2 and "--d-model 30 is invalid" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "bad.pt").exists()
+
+
 def test_load_router_rejects_missing_and_foreign_files(tmp_path):
     with pytest.raises(ShopfloorInputError, match="does not exist"):
         load_router(tmp_path / "none.pt")
