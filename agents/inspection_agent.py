@@ -7,9 +7,11 @@ with the confidence) and the ``proposal/inspection`` reject flags. The defect al
 attribute chart of statistical process control: when the reject rate over the last ``window`` parts
 passes the upper control limit ``p + sigmas * sqrt(p (1 - p) / window)``, it posts
 ``alarm/defect_rate`` for the process and pacing agents (and clears it when the rate falls a sigma below).
-``p``, the normal rate, is learned from the parts that left the window while no alarm was on, so an
-upset never raises its own baseline (a running mean over every part did: after a start-up with many
-defects it hid a catalyst upset).
+``p``, the normal rate, is learned from the parts that have left the window, so an upset does not
+raise its own baseline while it is in the window (a running mean over every part did, and hid a
+catalyst upset). The chart starts once ``baseline_min`` parts have left the window: a baseline of a
+few dozen parts from the start-up is too noisy to hold a limit. A lasting change of level is learned
+in time, so its alarm clears rather than staying on for the rest of the run.
 
 With a CLIP model it also embeds every inspected part into a retrieval index, and answers each
 ``query/parts`` entry ({"text", "k"}, posted by the VoiceAgent) on ``answer/parts`` with the best
@@ -33,7 +35,8 @@ from perception.clip_model import RetrievalIndex
 
 class InspectionAgent:
     def __init__(self, inspector, max_parts: int, reject_threshold: float | None = None, vlm=None,
-                 window: int = 40, sigmas: float = 3.0, min_alarm_rate: float = 0.08, index_batch: int = 32):
+                 window: int = 40, sigmas: float = 3.0, min_alarm_rate: float = 0.08, baseline_min: int = 120,
+                 index_batch: int = 32):
         self.name, self.subscribes = "inspection", ("perception/parts", "query/parts")
         self.inspector, self.max_parts = inspector, max_parts
         self.reject_threshold = inspector.reject_threshold if reject_threshold is None else reject_threshold
@@ -43,8 +46,8 @@ class InspectionAgent:
         self._warm_up()
         self._to_index: list[tuple[tuple[int, int], np.ndarray, dict]] = []  # inspected, not yet embedded
         self.recent: deque[int] = deque(maxlen=window)
-        self.sigmas, self.min_alarm_rate = sigmas, min_alarm_rate
-        self.baseline_seen = self.baseline_rejected = 0  # parts behind the window, seen with no alarm on
+        self.sigmas, self.min_alarm_rate, self.baseline_min = sigmas, min_alarm_rate, baseline_min
+        self.baseline_seen = self.baseline_rejected = 0  # parts that have left the window
         self.alarm_on = False
 
     def decide(self, tick: int, inbox: list[Entry]) -> list[Post]:
@@ -71,7 +74,7 @@ class InspectionAgent:
             for slot, (part, p) in enumerate(zip(parts, p_defect.tolist())):
                 rejected = p >= self.reject_threshold
                 reject[slot] = int(rejected)
-                if len(self.recent) == self.recent.maxlen and not self.alarm_on:
+                if len(self.recent) == self.recent.maxlen:
                     self.baseline_seen += 1
                     self.baseline_rejected += self.recent[0]
                 self.recent.append(int(rejected))
@@ -116,7 +119,7 @@ class InspectionAgent:
 
     def _alarm(self, tick: int) -> list[Post]:
         n = self.recent.maxlen
-        if len(self.recent) < n or self.baseline_seen < n:  # no chart before a window's worth of baseline
+        if len(self.recent) < n or self.baseline_seen < self.baseline_min:
             return []
         # The floor keeps a near-zero baseline from putting the limit within one or two rejects.
         normal = max(self.min_alarm_rate, self.baseline_rejected / self.baseline_seen)
