@@ -13,7 +13,7 @@ comparison). The eight flips/rotations of the square are the augmentation (a par
 conveyor has no preferred orientation, and the light direction is random anyway). Keep the epoch with
 the best validation accuracy (the checkpoint is rewritten after each better epoch, so an interrupted
 run leaves weights); set the reject threshold on the validation set's good parts for the target
-false-alarm rate. Everything is seeded; one machine the same seed gives the same weights.
+false-alarm rate. Everything is seeded; on one machine the same seed gives the same weights.
 
 The shipped weights are two runs, because one run's rendered set must fit in memory and a network
 this size still gains after ten epochs of it: the defaults (``--seed 0``), then ``--seed 1 --init
