@@ -95,8 +95,6 @@ def clip(
     """Train the parts CLIP contrastively on rendered parts and captions, holding some combinations out."""
     from perception.train_clip import CLIPTrainConfig, train_clip
 
-    if train_shift not in (None, "randomized", "randomized_harsh"):
-        raise ShopfloorInputError(f"--train-shift {train_shift!r} is invalid; allowed: randomized, randomized_harsh.")
     init = None if defect_cnn.lower() == "none" else defect_cnn
     chosen = {k: v for k, v in (("n_train", n_train), ("epochs", epochs), ("train_shift", train_shift)) if v is not None}
     cfg = CLIPTrainConfig(seed=seed, vision_init=init, **chosen)
@@ -160,8 +158,6 @@ def router(
     from planning.route_model import RouteModelDims
     from planning.train_router import RouterTrainConfig, quick_config, train_router
 
-    if d_model % 4:
-        raise ShopfloorInputError(f"--d-model {d_model} is invalid; allowed: a multiple of 4 (the attention heads).")
     dims = RouteModelDims(d_model=d_model, d_ff=2 * d_model, n_layer=layers)
     cfg = replace(quick_config(seed), dims=dims) if quick else RouterTrainConfig(
         seed=seed, expert_instances=expert_instances, imitation_epochs=imitation_epochs, epochs=epochs,

@@ -97,6 +97,7 @@ class CLIPTrainConfig:
                 raise ShopfloorInputError(f"{name}={getattr(self, name)} is invalid; allowed: an int >= 0.")
         if self.vision not in VISION_CHOICE:
             raise ShopfloorInputError(f"vision={self.vision!r} is invalid; allowed: {tuple(VISION_CHOICE)}.")
+        parse_shift(self.train_shift), parse_shift(self.val_shift)  # a bad name fails here, not after rendering
         if self.text_width % 32:
             raise ShopfloorInputError(f"text_width={self.text_width} is invalid; allowed: a multiple of 32.")
         known = set(PART_TYPES + MATERIALS + COLOURS + DEFECT_TYPES + REGIONS)

@@ -67,6 +67,14 @@ class RouteModelDims:
     bias_hidden: int = 32
     """Hidden width of the per-candidate bias MLP over distances and loads (0: the distance term alone)."""
 
+    def __post_init__(self) -> None:
+        if self.n_head < 1 or self.d_model < self.n_head or self.d_model % self.n_head:
+            raise ShopfloorInputError(f"d_model={self.d_model} with n_head={self.n_head} is invalid; allowed: "
+                                      "d_model a positive multiple of n_head (each head takes an equal share).")
+        for name in ("n_layer", "d_ff", "k_neighbours"):
+            if getattr(self, name) < 1:
+                raise ShopfloorInputError(f"{name}={getattr(self, name)} is invalid; allowed: an int >= 1.")
+
 
 # ------------------------------------------------------------------------------------------------ inputs
 def unit_coords(instance: CVRPInstance) -> tuple[np.ndarray, np.ndarray, float]:

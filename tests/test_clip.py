@@ -1,7 +1,10 @@
 """PartsCLIP: registration, local-dir round trip, a tiny training run, the shipped weights, loading errors, search."""
 
 import json
+import subprocess
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -20,6 +23,8 @@ from perception.train_clip import (BENCH_SEEDS, HELD_OUT, RETRIEVAL_QUERIES, CLI
                                    dataset_seeds, spec_codes, train_clip, zero_shot_report)
 
 torch.set_num_threads(2)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _images(n: int, seed: int = 0) -> np.ndarray:
@@ -244,3 +249,11 @@ def test_retrieval_index_adds_incrementally_and_ranks(shipped):
 # and the strict xfail above.
 ZERO_SHOT_FLOOR = 0.62
 RETRIEVAL_FLOOR = 0.75
+
+
+def test_recipe_rejects_an_unknown_imaging_condition_before_rendering():
+    with pytest.raises(ShopfloorInputError, match="shift 'dusk' is invalid; allowed: 'nominal', 'randomized'"):
+        CLIPTrainConfig(train_shift="dusk")
+    res = subprocess.run([sys.executable, "-m", "cluster.cli", "train", "clip", "--train-shift", "dusk"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "shift 'dusk' is invalid" in res.stderr and "Traceback" not in res.stderr

@@ -260,7 +260,7 @@ def test_train_router_sets_the_model_size_and_rejects_a_width_the_heads_cannot_s
     assert len(loaded.encoder.blocks) == 2
     res = subprocess.run(cmd[:-1] + [str(tmp_path / "bad.pt"), "--d-model", "30"], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
-    assert res.returncode == 2 and "--d-model 30 is invalid" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "d_model=30 with n_head=4 is invalid" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "bad.pt").exists()
 
 
