@@ -25,6 +25,15 @@ def _command_line() -> str:
     return "shopfloor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _int_list(option: str, text: str | None, default: tuple[int, ...], example: str) -> tuple[int, ...]:
+    """Comma-separated ints of a CLI option, or ``default`` when it is not given."""
+    try:
+        return default if text is None else tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise ShopfloorInputError(f"{option} {text!r} is invalid; allowed: comma-separated ints, one per conv layer, "
+                                  f"e.g. {example}.") from None
+
+
 @train_app.command("defect-cnn")
 @fail_on_bad_input
 def defect_cnn(
@@ -42,9 +51,15 @@ def defect_cnn(
     channels: Annotated[str | None, typer.Option(help="Output channels of the five conv layers, comma-separated, "
                                                       "e.g. 16,32,96,128,128 (the first layer's width sets the "
                                                       "speed); default: the shipped network's.")] = None,
-    init: Annotated[Path | None, typer.Option(help="Start from this defect CNN checkpoint (same channels) and "
-                                                   "train on a fresh rendered set; give a new --seed so the set "
-                                                   "is new.")] = None,
+    residual_blocks: Annotated[str | None, typer.Option(help="Residual blocks after each of the five conv layers, "
+                                                             "comma-separated, e.g. 0,0,1,1,0; default: the shipped "
+                                                             "network's.")] = None,
+    init: Annotated[Path | None, typer.Option(help="Start from this defect CNN checkpoint (same channels, no more "
+                                                   "residual blocks; new ones start as the identity) and train on "
+                                                   "a fresh rendered set; give a new --seed so the set is new.")] = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--fp32", help="Train under bfloat16 autocast, or in float32; "
+                                                                   "default: bf16 where the CPU has it natively.",
+                                              show_default=False)] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 700 images, 1 epoch.")] = False,
 ) -> None:
     """Train the defect CNN on rendered, domain-randomised parts and calibrate its reject threshold.
@@ -57,13 +72,11 @@ def defect_cnn(
         n_train, n_val, epochs = 600, 100, 1
     if train_shift not in ("randomized", "randomized_harsh"):
         raise ShopfloorInputError(f"--train-shift {train_shift!r} is invalid; allowed: randomized, randomized_harsh.")
-    try:
-        widths = DefectCNNTrainConfig().channels if channels is None else tuple(int(c) for c in channels.split(","))
-    except ValueError:
-        raise ShopfloorInputError(f"--channels {channels!r} is invalid; allowed: comma-separated ints, "
-                                  "one per conv layer, e.g. 16,32,96,128,128.") from None
-    cfg = DefectCNNTrainConfig(seed=seed, image_size=image_size, channels=widths, n_train=n_train, n_val=n_val,
-                               epochs=epochs, lr=lr, train_shift=train_shift, init=None if init is None else str(init))
+    widths = _int_list("--channels", channels, DefectCNNTrainConfig().channels, "16,32,96,128,128")
+    blocks = _int_list("--residual-blocks", residual_blocks, DefectCNNTrainConfig().residual_blocks, "0,0,1,1,0")
+    cfg = DefectCNNTrainConfig(seed=seed, image_size=image_size, channels=widths, residual_blocks=blocks,
+                               n_train=n_train, n_val=n_val, epochs=epochs, lr=lr, train_shift=train_shift,
+                               init=None if init is None else str(init), bf16=bf16)
     with StagedProgress() as progress:
         metrics = train_defect_cnn(cfg, out, progress, command=_command_line())
     val = metrics["validation"]

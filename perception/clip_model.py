@@ -183,8 +183,8 @@ class DefectTrunk(torch.nn.Module):
         super().__init__()
         from perception.defect_cnn import DefectCNN
 
-        self.features = DefectCNN().features
-        width = self.features[-3].out_channels
+        cnn = DefectCNN()
+        self.features, width = cnn.features, cnn.head.in_features
         self.adapt = torch.nn.Sequential(torch.nn.Conv2d(width, width, 3, 1, 1, bias=False),
                                          torch.nn.BatchNorm2d(width), torch.nn.ReLU(inplace=True))
         self.proj = torch.nn.Linear(2 * width + 6, embed_dim)

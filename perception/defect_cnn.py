@@ -38,11 +38,37 @@ SHIPPED_CNN = WEIGHTS_DIR / "defect_cnn.pt"
 
 @dataclass(frozen=True)
 class DefectCNNDims:
-    """Architecture: (out_channels, stride, kernel) per conv layer, the input size and the classes."""
+    """Architecture: (out_channels, stride, kernel) per conv layer, residual blocks after each layer,
+    the input size and the classes."""
 
     layers: tuple[tuple[int, int, int], ...] = ((16, 1, 3), (32, 2, 3), (96, 2, 3), (128, 2, 3), (128, 1, 3))
+    residual_blocks: tuple[int, ...] = (0, 0, 0, 0, 0)
+    """Per conv layer, how many ``ResidualBlock``s at its width follow it."""
     image_size: int = 64
     n_classes: int = len(DEFECT_TYPES)
+
+    def __post_init__(self) -> None:
+        if len(self.residual_blocks) != len(self.layers) or min(self.residual_blocks, default=0) < 0:
+            raise ShopfloorInputError(f"residual_blocks={self.residual_blocks} is invalid; allowed: "
+                                      f"{len(self.layers)} ints >= 0, one per conv layer.")
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv-BN layers at one width, added to their input (He et al., 2016). The second BN's
+    scale starts at zero, so a new block is the identity on the ReLU output before it: a trained CNN
+    grown by such blocks (``grow_state_dict``) computes what it did, and training starts from there."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(x + self.bn2(self.conv2(y)))
 
 
 class DefectCNN(nn.Module):
@@ -50,9 +76,10 @@ class DefectCNN(nn.Module):
         super().__init__()
         self.dims = dims
         blocks, c_in = [], 3
-        for c_out, stride, k in dims.layers:
+        for (c_out, stride, k), n_residual in zip(dims.layers, dims.residual_blocks):
             blocks += [nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out),
                        nn.ReLU(inplace=True)]
+            blocks += [ResidualBlock(c_out) for _ in range(n_residual)]
             c_in = c_out
         self.features = nn.Sequential(*blocks)
         self.head = nn.Linear(c_in, dims.n_classes)
@@ -95,6 +122,43 @@ def save_checkpoint(path: str | os.PathLike, model: DefectCNN, reject_threshold:
                 "classes": list(DEFECT_TYPES), "meta": meta}, path)
 
 
+def dims_from_dict(dims: dict) -> DefectCNNDims:
+    """``DefectCNNDims`` from a checkpoint's ``dims`` (checkpoints before residual blocks have none)."""
+    layers = tuple(tuple(x) for x in dims["layers"])
+    return DefectCNNDims(layers=layers, residual_blocks=tuple(dims.get("residual_blocks", (0,) * len(layers))),
+                         image_size=dims["image_size"], n_classes=dims["n_classes"])
+
+
+def grow_state_dict(model: DefectCNN, into: DefectCNN) -> dict[str, torch.Tensor]:
+    """``into``'s state dict with ``model``'s weights in place: the same conv layers, at least as many
+    residual blocks after each; the extra blocks keep their identity initialisation. Raises
+    ShopfloorInputError when ``model`` does not fit in ``into``."""
+    small, big = model.dims, into.dims
+    if (small.layers, small.image_size, small.n_classes) != (big.layers, big.image_size, big.n_classes) or any(
+            a > b for a, b in zip(small.residual_blocks, big.residual_blocks)):
+        raise ShopfloorInputError(f"a CNN with layers {small.layers} and residual blocks {small.residual_blocks} at "
+                                  f"{small.image_size} px does not fit one with layers {big.layers} and residual blocks "
+                                  f"{big.residual_blocks} at {big.image_size} px; allowed: the same layers and size, "
+                                  "and no fewer residual blocks after any layer.")
+
+    def starts(dims: DefectCNNDims) -> list[int]:  # index in ``features`` of each conv layer
+        out, at = [], 0
+        for n_residual in dims.residual_blocks:
+            out.append(at)
+            at += 3 + n_residual
+        return out
+
+    moved = {}
+    for a, b, n_residual in zip(starts(small), starts(big), small.residual_blocks):
+        for offset in range(3 + n_residual):
+            moved[f"features.{a + offset}."] = f"features.{b + offset}."
+    state = into.state_dict()
+    for key, value in model.state_dict().items():
+        prefix = next((p for p in moved if key.startswith(p)), None)
+        state[moved[prefix] + key[len(prefix):] if prefix else key] = value.clone()
+    return state
+
+
 def load_checkpoint(path: str | os.PathLike | None = None) -> tuple[DefectCNN, dict]:
     """Load a defect CNN (the shipped one by default). Returns the model in eval mode and the checkpoint dict."""
     path = Path(path) if path is not None else SHIPPED_CNN
@@ -103,9 +167,7 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> tuple[DefectCNN, d
                                   "`shopfloor train defect-cnn` (the shipped one is perception/weights/defect_cnn.pt).")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        dims = ckpt["dims"]
-        model = DefectCNN(DefectCNNDims(layers=tuple(tuple(x) for x in dims["layers"]),
-                                        image_size=dims["image_size"], n_classes=dims["n_classes"]))
+        model = DefectCNN(dims_from_dict(ckpt["dims"]))
         model.load_state_dict(ckpt["state_dict"])
     except Exception as e:  # torch raises many types for a foreign file
         raise ShopfloorInputError(f"{str(path)!r} is not a defect CNN checkpoint ({type(e).__name__}: "

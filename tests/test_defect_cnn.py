@@ -16,7 +16,8 @@ from environments.errors import ShopfloorInputError
 from environments.parts import PartSpec, render_part
 from environments.scenario import Scenario
 from perception.datasets import EVAL_SHIFT, render_dataset
-from perception.defect_cnn import SHIPPED_CNN, CNNInspector, load_checkpoint
+from perception.defect_cnn import (SHIPPED_CNN, CNNInspector, DefectCNN, DefectCNNDims, grow_state_dict,
+                                   load_checkpoint)
 from perception.export import OnnxClassifier, export_onnx, quantize_int8
 from perception.image_io import load_image
 from perception.metrics import inspection_metrics, threshold_for_false_alarm
@@ -70,6 +71,35 @@ def test_training_on_from_a_checkpoint_starts_from_its_weights(tmp_path):
     with pytest.raises(ShopfloorInputError, match="layers"):
         train_defect_cnn(DefectCNNTrainConfig(seed=2, init=str(tmp_path / "first.pt"), n_train=64, n_val=16,
                                               epochs=1, workers=1), tmp_path / "wide.pt")
+    # grown by a residual block after the third layer: the fourth layer's conv moves one place down
+    cfg = DefectCNNTrainConfig(seed=2, lr=1e-7, init=str(tmp_path / "first.pt"), residual_blocks=(0, 0, 1, 0, 0), **small)
+    train_defect_cnn(cfg, tmp_path / "grown.pt")
+    grown = torch.load(tmp_path / "grown.pt", weights_only=True)
+    assert tuple(grown["dims"]["residual_blocks"]) == (0, 0, 1, 0, 0)
+    assert torch.allclose(grown["state_dict"]["features.10.weight"], first["state_dict"]["features.9.weight"], atol=1e-5)
+
+
+def test_residual_blocks_grow_a_trained_cnn_without_changing_what_it_computes():
+    torch.manual_seed(0)
+    layers = ((8, 1, 3), (16, 2, 3), (24, 2, 3), (32, 2, 3), (32, 1, 3))
+    small = DefectCNN(DefectCNNDims(layers=layers, residual_blocks=(0, 1, 0, 0, 0)))
+    images = torch.rand(16, 3, 64, 64)
+    small.train()
+    for _ in range(3):  # BN statistics and the block's weights away from their initial values
+        small(images)
+    with torch.no_grad():
+        small.features[6].bn2.weight.uniform_(0.5, 1.5)
+    small.eval()
+    big = DefectCNN(DefectCNNDims(layers=layers, residual_blocks=(1, 1, 2, 0, 1))).eval()
+    big.load_state_dict(grow_state_dict(small, big))
+    with torch.no_grad():
+        assert torch.allclose(small(images), big(images), atol=1e-5)
+        big.features[3].bn2.weight.fill_(1.0)  # a new block, trained away from the identity, changes the output
+        assert not torch.allclose(small(images), big(images), atol=1e-3)
+    with pytest.raises(ShopfloorInputError, match="no fewer residual blocks"):
+        grow_state_dict(big, small)
+    with pytest.raises(ShopfloorInputError, match="residual_blocks"):
+        DefectCNNDims(residual_blocks=(0, 1))
 
 
 def _shipped_metrics(held_out):
