@@ -5,8 +5,9 @@ lighting and noise shift (``perception.datasets.EVAL_SHIFT``). The reject thresh
 in the checkpoint (set on the validation set at training time), never fitted on these parts.
 
 Speed: images per second, batched (``--batch``), with two threads, for the torch FP32 model, the ONNX
-FP32 graph and the ONNX INT8 (static QDQ) graph, measured side by side: the three run in turn, ``--reps``
-rounds, and the median round counts. Also shown, with no bar: the same model under the other shifts
+FP32 graph and the ONNX INT8 (static QDQ) graph, each at every test-time view count (``--views``; one
+view is the plain CNN, more average turned and mirrored copies, each with its own calibrated threshold),
+measured side by side: all run in turn, ``--reps`` rounds, and the median round counts. Also shown, with no bar: the same model under the other shifts
 (blur, pose, background, everything), and the plain-threshold inspector on the held-out set.
 
 Usage::
@@ -64,43 +65,55 @@ def main() -> None:
     ap.add_argument("--speed-images", type=int, default=2048)
     ap.add_argument("--json", type=Path, help="Also write the figures here.")
     ap.add_argument("--skip-other-shifts", action="store_true")
+    ap.add_argument("--views", help="Comma-separated test-time view counts to compare; default: every count the "
+                                    "checkpoint has a calibrated threshold for.")
     args = ap.parse_args()
     torch.set_num_threads(2)
     console = Console(width=150)
 
     model, ckpt = load_checkpoint(args.weights)
     size, threshold = model.dims.image_size, ckpt["reject_threshold"]
+    calibrated = sorted(int(v) for v in ckpt.get("reject_thresholds", {"1": threshold}))
+    views_list = calibrated if args.views is None else [int(v) for v in args.views.split(",")]
     t0 = time.perf_counter()
     test = render_dataset(args.n, size, TEST_SEED, EVAL_SHIFT)
+    calib = render_dataset(512, size, TEST_SEED + 1, "randomized").images  # not the test parts
     console.print(f"rendered {args.n} held-out parts at {EVAL_SHIFT} in {time.perf_counter() - t0:.0f} s")
 
+    quality, rounds, sizes_kb = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        fp32_path = export_onnx(model, Path(tmp) / "defect_cnn.onnx")
-        calib = render_dataset(512, size, TEST_SEED + 1, "randomized").images  # not the test parts
-        int8_path = quantize_int8(fp32_path, Path(tmp) / "defect_cnn.int8.onnx", calib)
-        onnx_fp32, onnx_int8 = OnnxClassifier(fp32_path), OnnxClassifier(int8_path)
-        sizes_kb = {"torch FP32": args.weights.stat().st_size / 1024, "ONNX FP32": fp32_path.stat().st_size / 1024,
-                    "ONNX INT8": int8_path.stat().st_size / 1024}
+        runners, thresholds = {}, {}
+        for views in views_list:  # every format at every view count, then timed side by side
+            viewed, vckpt = load_checkpoint(args.weights, views)
+            fp32_path = export_onnx(viewed, Path(tmp) / f"defect_cnn.v{views}.onnx")
+            int8_path = quantize_int8(fp32_path, Path(tmp) / f"defect_cnn.v{views}.int8.onnx", calib)
+            sizes_kb.update({f"torch FP32, {views} view(s)": args.weights.stat().st_size / 1024,
+                             f"ONNX FP32, {views} view(s)": fp32_path.stat().st_size / 1024,
+                             f"ONNX INT8, {views} view(s)": int8_path.stat().st_size / 1024})
 
-        @torch.inference_mode()
-        def torch_probs(images):
-            return torch.softmax(model(to_input(images)), dim=1).numpy()
+            @torch.inference_mode()
+            def torch_probs(images, viewed=viewed):
+                return torch.softmax(viewed(to_input(images)), dim=1).numpy()
 
-        runners = {"torch FP32": torch_probs, "ONNX FP32": onnx_fp32.class_probs, "ONNX INT8": onnx_int8.class_probs}
+            for name, fn in (("torch FP32", torch_probs), ("ONNX FP32", OnnxClassifier(fp32_path).class_probs),
+                             ("ONNX INT8", OnnxClassifier(int8_path).class_probs)):
+                runners[f"{name}, {views} view(s)"] = fn
+                thresholds[f"{name}, {views} view(s)"] = vckpt["reject_threshold"]
         quality = {name: inspection_metrics(test.labels, np.concatenate(
-            [fn(test.images[a:a + args.batch]) for a in range(0, args.n, args.batch)]), threshold)
+            [fn(test.images[a:a + args.batch]) for a in range(0, args.n, args.batch)]), thresholds[name])
             for name, fn in runners.items()}
         speed_images = test.images[:args.speed_images]
-        rounds: dict[str, list[float]] = {name: [] for name in runners}
+        rounds = {name: [] for name in runners}
         for fn in runners.values():  # warm-up
             fn(speed_images[:args.batch])
         for _ in range(args.reps):
             for name, fn in runners.items():
                 rounds[name].append(_rate(fn, speed_images, args.batch))
 
-    table = Table(title=f"defect CNN on {args.n} held-out parts, {EVAL_SHIFT}, {size}x{size}, "
-                        f"threshold {threshold:.3f} from validation")
-    for col in ("format", "accuracy", "escape", "false alarm", "AUROC", "escape @ FA 2% (oracle)", "img/s", "KB"):
+    table = Table(title=f"defect CNN on {args.n} held-out parts, {EVAL_SHIFT}, {size}x{size}, thresholds from "
+                        "validation")
+    for col in ("format, test-time views", "accuracy", "escape", "false alarm", "AUROC", "escape @ FA 2% (oracle)",
+                "img/s", "KB"):
         table.add_column(col, justify="right")
     for name, m in quality.items():
         table.add_row(name, f"{m['accuracy']:.4f}", f"{m['defect_escape_rate']:.4f}", f"{m['false_alarm_rate']:.4f}",
@@ -108,16 +121,19 @@ def main() -> None:
                       f"{statistics.median(rounds[name]):.0f}", f"{sizes_kb[name]:.0f}")
     console.print(table)
     console.print("bars: escape <= 0.005 at false alarm <= 0.02; accuracy >= 0.97; >= 1000 img/s")
+    default = f"torch FP32, {model.views} view(s)"
+    if default not in quality:
+        default = next(iter(quality))
 
-    per_class = Table(title="per class (torch FP32)")
+    per_class = Table(title=f"per class ({default})")
     for col in ("class", "n", "accuracy", "escape / false alarm", "AUROC vs good"):
         per_class.add_column(col, justify="right")
-    for name, row in quality["torch FP32"]["per_class"].items():
+    for name, row in quality[default]["per_class"].items():
         rate = row.get("false_alarm_rate", row.get("defect_escape_rate"))
         per_class.add_row(name, str(row["n"]), f"{row['accuracy']:.4f}", f"{rate:.4f}",
                           f"{row['auroc']:.5f}" if "auroc" in row else "-")
     console.print(per_class)
-    cm = np.array(quality["torch FP32"]["confusion"])
+    cm = np.array(quality[default]["confusion"])
     console.print("confusion (rows true, columns predicted): " + ", ".join(DEFECT_TYPES))
     console.print(cm)
 

@@ -57,6 +57,8 @@ def defect_cnn(
     init: Annotated[Path | None, typer.Option(help="Start from this defect CNN checkpoint (same channels, no more "
                                                    "residual blocks; new ones start as the identity) and train on "
                                                    "a fresh rendered set; give a new --seed so the set is new.")] = None,
+    views: Annotated[int, typer.Option(help="Test-time views (turned and mirrored copies averaged) the checkpoint "
+                                            "uses by default: 1, 2, 4 or 8; thresholds are calibrated for all.")] = 4,
     bf16: Annotated[bool | None, typer.Option("--bf16/--fp32", help="Train under bfloat16 autocast, or in float32; "
                                                                    "default: bf16 where the CPU has it natively.",
                                               show_default=False)] = None,
@@ -76,7 +78,7 @@ def defect_cnn(
     blocks = _int_list("--residual-blocks", residual_blocks, DefectCNNTrainConfig().residual_blocks, "0,0,1,1,0")
     cfg = DefectCNNTrainConfig(seed=seed, image_size=image_size, channels=widths, residual_blocks=blocks,
                                n_train=n_train, n_val=n_val, epochs=epochs, lr=lr, train_shift=train_shift,
-                               init=None if init is None else str(init), bf16=bf16)
+                               init=None if init is None else str(init), views=views, bf16=bf16)
     with StagedProgress() as progress:
         metrics = train_defect_cnn(cfg, out, progress, command=_command_line())
     val = metrics["validation"]

@@ -71,10 +71,32 @@ class ResidualBlock(nn.Module):
         return F.relu(x + self.bn2(self.conv2(y)))
 
 
+#: Test-time views, in the order they are added: (quarter turns, mirrored). A part on the conveyor
+#: has no preferred orientation, and training saw all eight (``train_defect_cnn.dihedral``).
+VIEW_ORDER = ((0, False), (2, False), (1, False), (3, False), (0, True), (2, True), (1, True), (3, True))
+ALLOWED_VIEWS = (1, 2, 4, 8)
+
+
+def check_views(views: int) -> int:
+    if views not in ALLOWED_VIEWS:
+        raise ShopfloorInputError(f"views={views} is invalid; allowed: {', '.join(map(str, ALLOWED_VIEWS))} "
+                                  "(turned and mirrored copies of each image, averaged).")
+    return views
+
+
+def view(x: torch.Tensor, quarter_turns: int, mirrored: bool) -> torch.Tensor:
+    """``torch.rot90(x, quarter_turns, (2, 3))``, then mirrored, from flips and a transpose (ONNX has no rot90)."""
+    y = {0: x, 1: x.flip(3).transpose(2, 3), 2: x.flip(2).flip(3), 3: x.transpose(2, 3).flip(3)}[quarter_turns % 4]
+    return y.flip(3) if mirrored else y
+
+
 class DefectCNN(nn.Module):
-    def __init__(self, dims: DefectCNNDims = DefectCNNDims()):
+    """The classifier. In eval mode with ``views`` > 1 it averages its log-probabilities over that many
+    turned and mirrored copies of each image (test-time augmentation; the ONNX export includes it)."""
+
+    def __init__(self, dims: DefectCNNDims = DefectCNNDims(), views: int = 1):
         super().__init__()
-        self.dims = dims
+        self.dims, self.views = dims, check_views(views)
         blocks, c_in = [], 3
         for (c_out, stride, k), n_residual in zip(dims.layers, dims.residual_blocks):
             blocks += [nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out),
@@ -88,9 +110,14 @@ class DefectCNN(nn.Module):
         self.segment = nn.Conv2d(c_in, dims.n_classes - 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits (n, n_classes) for images (n, 3, H, W) scaled to [0, 1]."""
-        f = self.features(standardize(x))
-        return self.head(f.amax(dim=(2, 3)))
+        """Class logits (n, n_classes) for images (n, 3, H, W) scaled to [0, 1]; with views, the mean
+        log-probabilities over the views (their softmax is the views' normalised geometric mean)."""
+        if self.training or self.views == 1:
+            return self.head(self.features(standardize(x)).amax(dim=(2, 3)))
+        n = x.shape[0]
+        copies = torch.cat([view(x, k, m) for k, m in VIEW_ORDER[:self.views]])
+        log_probs = F.log_softmax(self.head(self.features(standardize(copies)).amax(dim=(2, 3))), dim=1)
+        return log_probs.reshape(self.views, n, -1).mean(dim=0)
 
     def logits_and_segments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits (n, n_classes) and defect-type logits per cell of the last feature grid
@@ -116,9 +143,16 @@ def to_input(images: np.ndarray) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------------
-def save_checkpoint(path: str | os.PathLike, model: DefectCNN, reject_threshold: float, meta: dict) -> None:
-    """Write ``{"dims", "state_dict", "reject_threshold", "classes", "meta"}`` (meta: training command, seed, metrics)."""
-    torch.save({"dims": asdict(model.dims), "state_dict": model.state_dict(), "reject_threshold": reject_threshold,
+def save_checkpoint(path: str | os.PathLike, model: DefectCNN, reject_thresholds: dict[int, float], meta: dict) -> None:
+    """Write ``{"dims", "state_dict", "views", "reject_threshold", "reject_thresholds", "classes", "meta"}``.
+
+    ``views`` is the model's default number of test-time views and ``reject_threshold`` the threshold
+    calibrated for it; ``reject_thresholds`` maps each calibrated view count (as a string) to its own.
+    ``meta``: training command, seed, metrics.
+    """
+    torch.save({"dims": asdict(model.dims), "state_dict": model.state_dict(), "views": model.views,
+                "reject_threshold": float(reject_thresholds[model.views]),
+                "reject_thresholds": {str(v): float(t) for v, t in reject_thresholds.items()},
                 "classes": list(DEFECT_TYPES), "meta": meta}, path)
 
 
@@ -159,8 +193,10 @@ def grow_state_dict(model: DefectCNN, into: DefectCNN) -> dict[str, torch.Tensor
     return state
 
 
-def load_checkpoint(path: str | os.PathLike | None = None) -> tuple[DefectCNN, dict]:
-    """Load a defect CNN (the shipped one by default). Returns the model in eval mode and the checkpoint dict."""
+def load_checkpoint(path: str | os.PathLike | None = None, views: int | None = None) -> tuple[DefectCNN, dict]:
+    """Load a defect CNN (the shipped one by default) with ``views`` test-time views (None: the
+    checkpoint's default). Returns the model in eval mode and the checkpoint dict, whose
+    ``reject_threshold`` is the one calibrated for those views."""
     path = Path(path) if path is not None else SHIPPED_CNN
     if not path.is_file():
         raise ShopfloorInputError(f"defect CNN checkpoint {str(path)!r} does not exist; allowed: a file written by "
@@ -176,6 +212,14 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> tuple[DefectCNN, d
     if ckpt.get("classes") != list(DEFECT_TYPES):
         raise ShopfloorInputError(f"{str(path)!r} was trained for classes {ckpt.get('classes')}; this build has "
                                   f"{list(DEFECT_TYPES)}; retrain with `shopfloor train defect-cnn`.")
+    thresholds = ckpt.get("reject_thresholds") or {str(ckpt.get("views", 1)): ckpt["reject_threshold"]}
+    if views is not None:
+        if str(check_views(views)) not in thresholds:
+            raise ShopfloorInputError(f"{str(path)!r} has no reject threshold calibrated for {views} views; allowed: "
+                                      f"{', '.join(sorted(thresholds, key=int))}.")
+        model.views, ckpt = views, dict(ckpt, views=views, reject_threshold=thresholds[str(views)])
+    else:
+        model.views = check_views(int(ckpt.get("views", 1)))
     model.eval().to(memory_format=torch.channels_last)
     return model, ckpt
 
@@ -197,13 +241,16 @@ class CNNInspector:
     ----------
     path : checkpoint; None loads the shipped weights.
     max_parts : images per plant observation (for ``act``).
-    reject_threshold : reject when p(defect) >= this; None uses the threshold calibrated at training.
+    reject_threshold : reject when p(defect) >= this; None uses the threshold calibrated at training
+        for these views.
+    views : test-time views (1, 2, 4 or 8); None uses the checkpoint's default.
     """
 
     def __init__(self, path: str | os.PathLike | None = None, max_parts: int = 1,
-                 reject_threshold: float | None = None, batch_size: int = 256):
-        self.model, ckpt = load_checkpoint(path)
+                 reject_threshold: float | None = None, batch_size: int = 256, views: int | None = None):
+        self.model, ckpt = load_checkpoint(path, views)
         self.image_size = self.model.dims.image_size
+        self.views = self.model.views
         self.reject_threshold = float(ckpt["reject_threshold"] if reject_threshold is None else reject_threshold)
         self.max_parts, self.batch_size = max_parts, batch_size
 

@@ -43,6 +43,15 @@ def test_training_is_reproducible_and_writes_metrics(tmp_path):
     metrics = json.loads((tmp_path / "a.metrics.json").read_text())
     assert metrics["config"]["seed"] == 3 and len(metrics["history"]) == 1
     assert set(m1["validation"]) >= {"accuracy", "defect_escape_rate", "false_alarm_rate", "auroc", "per_class"}
+    # a threshold calibrated for every test-time view count; the default's is the checkpoint's own
+    assert a["views"] == cfg.views == 4 and set(a["reject_thresholds"]) == {"1", "2", "4", "8"}
+    assert a["reject_threshold"] == a["reject_thresholds"]["4"] == m1["validation"]["reject_threshold"]
+    assert set(m1["validation_by_views"]) == {"1", "2", "4", "8"}
+    inspector = CNNInspector(tmp_path / "a.pt", views=2)
+    assert inspector.views == inspector.model.views == 2
+    assert inspector.reject_threshold == a["reject_thresholds"]["2"]
+    with pytest.raises(ShopfloorInputError, match="views=3 is invalid"):
+        CNNInspector(tmp_path / "a.pt", views=3)
 
 
 def test_chosen_layer_widths_are_trained_saved_and_loaded(tmp_path):
@@ -169,7 +178,7 @@ def test_heat_map_points_at_the_defect(held_out):
 
 
 def test_onnx_and_int8_agree_with_torch(tmp_path, held_out):
-    model, _ = load_checkpoint()
+    model, _ = load_checkpoint(views=1)
     path = export_onnx(model, tmp_path / "cnn.onnx")
     images = held_out.images[:200]
     p_torch = predict_probs(model, images)
@@ -179,6 +188,13 @@ def test_onnx_and_int8_agree_with_torch(tmp_path, held_out):
     p_int8 = OnnxClassifier(int8).class_probs(images)
     assert int8.stat().st_size < 0.5 * path.stat().st_size
     assert (p_int8.argmax(1) == p_torch.argmax(1)).mean() >= 0.95
+    # with four quarter turns averaged, the graph holds the turns, and a turned part scores as it did
+    model.views = 4
+    p_views = predict_probs(model, images[:64])
+    assert np.abs(OnnxClassifier(export_onnx(model, tmp_path / "views.onnx")).class_probs(images[:64]) - p_views).max() < 1e-4
+    assert np.abs(predict_probs(model, np.ascontiguousarray(np.rot90(images[:64], 1, axes=(1, 2)))) - p_views).max() < 1e-4
+    model.views = 1
+    assert np.abs(predict_probs(model, np.ascontiguousarray(np.rot90(images[:64], 1, axes=(1, 2)))) - p_torch[:64]).max() > 1e-3
 
 
 def _bad_files(tmp: Path) -> dict[str, Path]:
