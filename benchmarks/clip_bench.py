@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from environments.parts import DEFECT_TYPES  # noqa: E402
-from perception.clip_model import LOCAL_DIR, WEIGHTS_DIR, RetrievalIndex, load_clip  # noqa: E402
+from perception.clip_model import DEFAULT_VIEWS, LOCAL_DIR, WEIGHTS_DIR, RetrievalIndex, load_clip  # noqa: E402
 from perception.datasets import EVAL_SHIFT, render_dataset  # noqa: E402
 from perception.defect_cnn import SHIPPED_CNN  # noqa: E402
 from perception.train_clip import (BENCH_SEEDS, HELD_OUT, RETRIEVAL_QUERIES, retrieval_report,  # noqa: E402
@@ -41,10 +41,12 @@ def main() -> None:
     parser.add_argument("--n-held-out", type=int, default=1400, help="parts of the held-out combinations")
     parser.add_argument("--spec", default=None, help="what load_clip loads (default: the shipped weights)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="turned and mirrored copies of each "
+                                                                         "image whose embeddings are averaged")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    clip = load_clip(args.spec)
+    clip = load_clip(args.spec, views=args.views)
     gallery = render_dataset(args.n, 64, BENCH_SEEDS["gallery"], EVAL_SHIFT)
     held_images, held_labels, _ = render_combos(args.n_held_out, 64, BENCH_SEEDS["held_out"], HELD_OUT, EVAL_SHIFT)
     t_render = time.perf_counter() - t0
@@ -109,7 +111,7 @@ def main() -> None:
     for r in ret["queries"]:
         recall = "-" if r["recall"] is None else f"{r['recall']:.2f}"
         print(f"| {r['query']} | {r['n_relevant']} | {r['hits']} | {recall} |")
-    print(f"\nTimings: render {t_render:.1f} s; encode {len(gallery) / t_encode:,.0f} images/s; "
+    print(f"\nTimings: render {t_render:.1f} s; encode {len(gallery) / t_encode:,.0f} images/s ({clip.views} views); "
           f"one query over {len(index)} images {t_query * 1e3:.1f} ms (text encoding included).")
 
 

@@ -9,12 +9,19 @@ layer over ``DEFECT_TYPES`` (class 0 = good). Beside the classifier, a 1x1 convo
 of the last feature grid a logit per defect type; it is trained against the renderer's defect masks
 (``train_defect_cnn.mask_loss``) and is the heat map.
 
-The widths are (16, 32, 96, 128, 128): ~30 M multiply-adds per image at 64 x 64. The stride-1 first
-layer's activations (64 x 64 x width) are the memory traffic that bounds the speed on a CPU: at width
-32 (the first shipped CNN, 60 M multiply-adds) ONNX ran ~600 images/s here, at 16 ~1,350, which the
-1,000 images/s bar needs; see benchmarks/defect_cnn.py. The model takes uint8 images (n, H, W, 3)
-through ``to_input``; the standardisation lives in the model, so the ONNX graph takes the same [0, 1]
-input.
+The widths are (16, 32, 96, 128, 128). The stride-1 first layer's activations (64 x 64 x width) are
+the memory traffic that bounds the speed on a CPU: at width 32 (the first shipped CNN) ONNX ran ~600
+images/s on an AVX2 machine, at 16 ~1,350; see benchmarks/defect_cnn.py. Depth is cheap where the grid
+is small, so the shipped network adds a residual block after the third layer (16 x 16) and one after
+the fourth (8 x 8): ~90 M multiply-adds, and a receptive field that spans the part, which telling a
+crack from a scratch needs. The blocks start as the identity, so they were grown into the trained
+five-layer CNN (``grow_state_dict``) rather than trained from scratch.
+
+At inference the model can average over turned and mirrored copies of each image (``views``): a part
+has no preferred orientation, and the copies' errors are partly independent. The checkpoint carries a
+reject threshold calibrated for each view count and a default. The model takes uint8 images
+(n, H, W, 3) through ``to_input``; the standardisation and the views live in the model, so the ONNX
+graph takes the same [0, 1] input.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def test_local_dir_round_trip_gives_identical_embeddings(tmp_path):
 
 def _random_defect_cnn(path):
     torch.manual_seed(11)
-    save_checkpoint(path, DefectCNN().eval(), 0.5, {"command": "test"})
+    save_checkpoint(path, DefectCNN().eval(), {1: 0.5}, {"command": "test"})
     return path
 
 
@@ -153,6 +153,17 @@ def test_shipped_weights_are_small_and_load_through_open_clip(shipped):
     assert meta["command"].startswith("shopfloor train clip --seed 0") and meta["timings_s"]["total"] <= 20 * 60
     assert meta["config"] == json.loads(json.dumps(asdict(CLIPTrainConfig(seed=0))))
     assert shipped.image_size == (64, 64)
+
+
+def test_image_embeddings_average_the_views_and_a_turned_part_embeds_as_it_was(shipped):
+    images = render_dataset(8, 64, 4_242, "randomized").images
+    turned = np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2)))
+    assert shipped.views == 4
+    assert np.abs(shipped.encode_images(images) - shipped.encode_images(turned)).max() < 1e-4
+    single = load_clip(None, views=1)
+    assert np.abs(single.encode_images(images) - single.encode_images(turned)).max() > 1e-3
+    with pytest.raises(ShopfloorInputError, match="views=3"):
+        load_clip(None, views=3)
 
 
 @pytest.fixture(scope="module")
