@@ -66,8 +66,9 @@ def defect_cnn(
 ) -> None:
     """Train the defect CNN on rendered, domain-randomised parts and calibrate its reject threshold.
 
-    The shipped weights are two runs: the defaults, then ``--seed 1 --init <that checkpoint> --n-train 160000
-    --epochs 14 --lr 1.5e-3`` (perception/train_defect_cnn.py says why)."""
+    The shipped weights are three runs (perception/train_defect_cnn.py says why): ``--residual-blocks 0,0,0,0,0``;
+    then ``--residual-blocks 0,0,0,0,0 --seed 1 --init <run 1> --n-train 160000 --epochs 14 --lr 1.5e-3``; then
+    ``--seed 2 --init <run 2> --n-train 200000 --epochs 14 --lr 1.5e-3``."""
     from perception.train_defect_cnn import DefectCNNTrainConfig, train_defect_cnn
 
     if quick:

@@ -49,7 +49,7 @@ class DefectCNNDims:
     the input size and the classes."""
 
     layers: tuple[tuple[int, int, int], ...] = ((16, 1, 3), (32, 2, 3), (96, 2, 3), (128, 2, 3), (128, 1, 3))
-    residual_blocks: tuple[int, ...] = (0, 0, 0, 0, 0)
+    residual_blocks: tuple[int, ...] = (0, 0, 1, 1, 0)
     """Per conv layer, how many ``ResidualBlock``s at its width follow it."""
     image_size: int = 64
     n_classes: int = len(DEFECT_TYPES)
@@ -302,11 +302,13 @@ class CNNInspector:
         defect type (the head trained against the renderer's masks), upsampled to the image.
         """
         images = self._prepare(np.asarray(images, dtype=np.uint8))
-        logits, segments = self.model.logits_and_segments(to_input(images))
-        channel = logits[:, 1:].argmax(dim=1)  # segment channel k is defect class k + 1
+        x = to_input(images)
+        _, segments = self.model.logits_and_segments(x)
+        probs = F.softmax(self.model(x), dim=1)  # the verdict's own probabilities, over the views
+        channel = probs[:, 1:].argmax(dim=1)  # segment channel k is defect class k + 1
         maps = torch.sigmoid(segments[torch.arange(len(images)), channel])
         maps = F.interpolate(maps[:, None], size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
-        called_good = (1.0 - F.softmax(logits, dim=1)[:, 0]) < self.reject_threshold
+        called_good = (1.0 - probs[:, 0]) < self.reject_threshold
         maps[called_good] = 0.0
         return maps.numpy()
 
