@@ -15,9 +15,10 @@ in time, so its alarm clears rather than staying on for the rest of the run.
 
 With a CLIP model it also embeds every inspected part into a retrieval index, and answers each
 ``query/parts`` entry ({"text", "k"}, posted by the VoiceAgent) on ``answer/parts`` with the best
-matching parts. Parts are embedded in batches of ``index_batch`` (32 cost ~4.5 ms each against ~9 ms
-one at a time, ~150 ms for the batch: inside the 200 ms tick deadline once the models are warm, see
-``_warm_up``); a query first embeds what is still waiting, so the answer covers every inspection so far. The index is rebuilt, like everything else
+matching parts. Parts are embedded in batches of ``index_batch``: 8 parts take ~16 ms on one thread at
+one view per part (the scenario's ``clip_views``), ~67 ms at four; the tick deadline is 200 ms and the
+tick latency target's p99 50 ms (warm models, see ``_warm_up``). A query first embeds what is still
+waiting, so the answer covers every inspection so far. The index is rebuilt, like everything else
 here, by replaying the agent's turns.
 """
 
@@ -36,7 +37,7 @@ from perception.clip_model import RetrievalIndex
 class InspectionAgent:
     def __init__(self, inspector, max_parts: int, reject_threshold: float | None = None, vlm=None,
                  window: int = 40, sigmas: float = 3.0, min_alarm_rate: float = 0.08, baseline_min: int = 120,
-                 index_batch: int = 32):
+                 index_batch: int = 8):
         self.name, self.subscribes = "inspection", ("perception/parts", "query/parts")
         self.inspector, self.max_parts = inspector, max_parts
         self.reject_threshold = inspector.reject_threshold if reject_threshold is None else reject_threshold

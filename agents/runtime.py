@@ -134,9 +134,9 @@ def phase_one(scenario: Scenario) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=4)
-def _loaded_clip(spec: str):
+def _loaded_clip(spec: str, views: int):
     """A CLIP loaded once per process: an agent actor is rebuilt for every seed, the model need not be."""
-    return load_clip(None if spec == "shipped" else spec)
+    return load_clip(None if spec == "shipped" else spec, views=views)
 
 
 @lru_cache(maxsize=4)
@@ -175,7 +175,7 @@ def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
         return ControllerAgent(name, make_controller(name, plant), getattr(sc.agents, name).policy, negotiation)
     if name == "inspection":
         clip = sc.agents.inspection.clip
-        vlm = None if clip == "off" else _loaded_clip(clip)
+        vlm = None if clip == "off" else _loaded_clip(clip, sc.agents.inspection.clip_views)
         return InspectionAgent(make_controller("inspection", plant), plant.max_parts_per_tick,
                                sc.agents.inspection.reject_threshold, vlm)
     if name == "voice":

@@ -108,6 +108,12 @@ class InspectionAgentConfig(AgentConfig):
                                            "this; None = the threshold the inspector was calibrated with.")
     clip: str = Field("shipped", min_length=1, description="CLIP that answers the operator's queries over the "
                       "inspection history: shipped | off | local-dir:<path> | <name>[:<tag>]")
+    views: Literal[1, 2, 4, 8] | None = Field(None, description="Turned copies of each part the defect CNN averages "
+                                              "(cnn policy): None = the checkpoint's default (4 for the shipped one; "
+                                              "0.969 accuracy on the benchmark's shifted light against 0.956 at 1).")
+    clip_views: Literal[1, 2, 4, 8] = Field(1, description="Turned copies of each part CLIP embeds into the history "
+                                            "(averaged). 1 keeps a tick inside its deadline; 4 retrieves better "
+                                            "(benchmark Recall@10 0.821 against 0.792) at ~4x the embedding time.")
 
 
 class VoiceAgentConfig(AgentConfig):
