@@ -91,9 +91,7 @@ class DefectCNNTrainConfig:
         if len(self.channels) != len(DefectCNNDims().layers) or min(self.channels) < 1:
             raise ShopfloorInputError(f"channels={self.channels} is invalid; allowed: "
                                       f"{len(DefectCNNDims().layers)} ints >= 1, one per conv layer.")
-        if len(self.residual_blocks) != len(self.channels) or min(self.residual_blocks) < 0:
-            raise ShopfloorInputError(f"residual_blocks={self.residual_blocks} is invalid; allowed: "
-                                      f"{len(self.channels)} ints >= 0, one per conv layer.")
+        DefectCNNDims(residual_blocks=self.residual_blocks)  # checks them
         check_views(self.views)
         if not 32 <= self.image_size <= 256:
             raise ShopfloorInputError(f"image_size={self.image_size} is invalid; allowed: 32..256.")
