@@ -303,8 +303,9 @@ class CNNInspector:
         """
         images = self._prepare(np.asarray(images, dtype=np.uint8))
         x = to_input(images)
-        _, segments = self.model.logits_and_segments(x)
-        probs = F.softmax(self.model(x), dim=1)  # the verdict's own probabilities, over the views
+        logits, segments = self.model.logits_and_segments(x)
+        # the verdict's own probabilities: over the views, when there are several
+        probs = F.softmax(self.model(x) if self.model.views > 1 else logits, dim=1)
         channel = probs[:, 1:].argmax(dim=1)  # segment channel k is defect class k + 1
         maps = torch.sigmoid(segments[torch.arange(len(images)), channel])
         maps = F.interpolate(maps[:, None], size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
