@@ -85,6 +85,7 @@ import torch.nn.functional as F
 
 from environments.errors import ShopfloorInputError
 from environments.parts import DEFECT_TYPES, PART_TYPES
+from perception.defect_cnn import VIEW_ORDER, DefectCNN, check_views, load_checkpoint, standardize, view
 
 MODEL_NAME = "shopfloor-parts-clip"
 WEIGHTS_DIR = Path(__file__).parent / "weights" / "parts_clip"
@@ -186,8 +187,6 @@ class DefectTrunk(torch.nn.Module):
 
     def __init__(self, embed_dim: int = 128):
         super().__init__()
-        from perception.defect_cnn import DefectCNN
-
         cnn = DefectCNN()
         self.features, width = cnn.features, cnn.head.in_features
         self.adapt = torch.nn.Sequential(torch.nn.Conv2d(width, width, 3, 1, 1, bias=False),
@@ -196,8 +195,6 @@ class DefectTrunk(torch.nn.Module):
 
     def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
         """The (locked) defect-CNN feature map of normalised images (n, 3, H, W)."""
-        from perception.defect_cnn import standardize
-
         return self.features(standardize(x))
 
     def colour_stats(self, x: torch.Tensor) -> torch.Tensor:
@@ -230,8 +227,6 @@ def register_timm_tower() -> None:
 
 def load_defect_features(model: torch.nn.Module, cnn_checkpoint: str | os.PathLike | None = None) -> None:
     """Copy a trained defect CNN's convolutions (the shipped one by default) into a CLIP's DefectTrunk."""
-    from perception.defect_cnn import load_checkpoint
-
     trunk = getattr(model.visual, "trunk", None)
     if not isinstance(trunk, DefectTrunk):
         raise ShopfloorInputError("this CLIP's vision tower is not the defect-CNN trunk; allowed: a model built "
@@ -403,8 +398,6 @@ class PartsCLIP:
 
     def __init__(self, model: torch.nn.Module, tokenizer, source: str = "", batch_size: int = 256,
                  views: int = DEFAULT_VIEWS):
-        from perception.defect_cnn import check_views
-
         self.model = model.eval()
         self.views = check_views(views)
         self.tokenizer = tokenizer
@@ -445,8 +438,6 @@ class PartsCLIP:
     @torch.inference_mode()
     def encode_images(self, images: np.ndarray) -> np.ndarray:
         """Unit-length image embeddings (n, d) float32 of uint8 images (n, H, W, 3)."""
-        from perception.defect_cnn import VIEW_ORDER, view
-
         images = np.asarray(images)
         out = []
         for a in range(0, len(images), self.batch_size):

@@ -120,11 +120,13 @@ class DefectCNN(nn.Module):
         """Class logits (n, n_classes) for images (n, 3, H, W) scaled to [0, 1]; with views, the mean
         log-probabilities over the views (their softmax is the views' normalised geometric mean)."""
         if self.training or self.views == 1:
-            return self.head(self.features(standardize(x)).amax(dim=(2, 3)))
-        n = x.shape[0]
+            return self._class_logits(x)
         copies = torch.cat([view(x, k, m) for k, m in VIEW_ORDER[:self.views]])
-        log_probs = F.log_softmax(self.head(self.features(standardize(copies)).amax(dim=(2, 3))), dim=1)
-        return log_probs.reshape(self.views, n, -1).mean(dim=0)
+        log_probs = F.log_softmax(self._class_logits(copies), dim=1)
+        return log_probs.reshape(self.views, x.shape[0], -1).mean(dim=0)
+
+    def _class_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(standardize(x)).amax(dim=(2, 3)))
 
     def logits_and_segments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits (n, n_classes) and defect-type logits per cell of the last feature grid
@@ -257,7 +259,6 @@ class CNNInspector:
                  reject_threshold: float | None = None, batch_size: int = 256, views: int | None = None):
         self.model, ckpt = load_checkpoint(path, views)
         self.image_size = self.model.dims.image_size
-        self.views = self.model.views
         self.reject_threshold = float(ckpt["reject_threshold"] if reject_threshold is None else reject_threshold)
         self.max_parts, self.batch_size = max_parts, batch_size
 

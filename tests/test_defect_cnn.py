@@ -48,7 +48,7 @@ def test_training_is_reproducible_and_writes_metrics(tmp_path):
     assert a["reject_threshold"] == a["reject_thresholds"]["4"] == m1["validation"]["reject_threshold"]
     assert set(m1["validation_by_views"]) == {"1", "2", "4", "8"}
     inspector = CNNInspector(tmp_path / "a.pt", views=2)
-    assert inspector.views == inspector.model.views == 2
+    assert inspector.model.views == 2
     assert inspector.reject_threshold == a["reject_thresholds"]["2"]
     with pytest.raises(ShopfloorInputError, match="views=3 is invalid"):
         CNNInspector(tmp_path / "a.pt", views=3)
