@@ -106,6 +106,10 @@ def clip(
     epochs: Annotated[int | None, typer.Option(min=1, help="Default: the recipe's.")] = None,
     train_shift: Annotated[str | None, typer.Option(help="Imaging conditions of the training parts: randomized or "
                                                          "randomized_harsh; default: the recipe's.")] = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--fp32", help="Run the locked defect-CNN trunk over the "
+                                                                   "training parts in bfloat16, or in float32; "
+                                                                   "default: bf16 where the CPU has it natively.",
+                                              show_default=False)] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks).")] = False,
 ) -> None:
     """Train the parts CLIP contrastively on rendered parts and captions, holding some combinations out."""
@@ -113,10 +117,10 @@ def clip(
 
     init = None if defect_cnn.lower() == "none" else defect_cnn
     chosen = {k: v for k, v in (("n_train", n_train), ("epochs", epochs), ("train_shift", train_shift)) if v is not None}
-    cfg = CLIPTrainConfig(seed=seed, vision_init=init, **chosen)
+    cfg = CLIPTrainConfig(seed=seed, vision_init=init, bf16=bf16, **chosen)
     if quick:
         cfg = CLIPTrainConfig(seed=seed, n_train=512, n_val=64, n_val_held_out=64, epochs=1, batch_size=128,
-                              vision_init=init)
+                              vision_init=init, bf16=bf16)
     with StagedProgress() as progress:
         metrics = train_clip(cfg, out, progress, command=_command_line())
     console.print_json(data={k: v for k, v in metrics.items() if not isinstance(v, (list, dict)) or k == "validation"})

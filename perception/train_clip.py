@@ -51,7 +51,7 @@ from perception.clip_model import (CONFIG_FILE, DEFECT_STATES, GENERIC_NOUNS, IM
                                    DefectTrunk, PartsCLIP, RetrievalIndex, article, build_model, fill_template,
                                    load_clip, load_defect_features, save_local_dir, state_phrase)
 from perception.datasets import EVAL_SHIFT, PartsData, item_plan, parse_shift, render_dataset
-from perception.train_defect_cnn import dihedral
+from perception.train_defect_cnn import dihedral, native_bf16
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -89,6 +89,10 @@ class CLIPTrainConfig:
     text_layers: int = 2
     threads: int = 2
     workers: int | None = None
+    bf16: bool | None = None
+    """Run the locked trunk over the training images under bfloat16 autocast (the features are cached
+    in float16 either way, and the trained head and text tower stay float32). None: where the CPU has
+    native bfloat16 (``train_defect_cnn.native_bf16``), where that pass runs ~2x faster."""
 
     def __post_init__(self) -> None:
         for name in ("n_train", "epochs", "batch_size", "embed_dim", "text_width", "text_layers", "threads"):
@@ -463,7 +467,8 @@ def fit(model: torch.nn.Module, tokenizer, images: np.ndarray, specs: Sequence[P
     locked = isinstance(trunk, DefectTrunk) and not any(p.requires_grad for p in trunk.features.parameters())
     if locked:
         trunk.features.eval()
-        with torch.inference_mode():
+        bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             cached = [(trunk.trunk_features(x).half(), trunk.colour_stats(x)) for x in (
                 dihedral(_to_input(images[a:a + 512], mean, std), g).contiguous(memory_format=torch.channels_last)
                 for a in range(0, n, 512))]
