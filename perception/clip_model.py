@@ -115,8 +115,9 @@ VISION_CHOICE: dict[str, dict] = {
 VISION_TOWER = "defect-cnn-trunk"
 
 #: Image embeddings average four quarter turns of each part by default: on the benchmark's held-out
-#: combinations zero-shot typing rose from 0.923 to 0.939 and Recall@10 from 0.792 to 0.821 (the earlier
-#: CLIP: 0.794 to 0.815, 0.786 to 0.799; benchmarks/RESULTS.md), for 4x the encoding time.
+#: combinations zero-shot typing rose from 0.931 to 0.954 and Recall@10 from 0.804 to 0.842 (earlier
+#: CLIPs: 0.923 to 0.939 and 0.792 to 0.821; 0.794 to 0.815 and 0.786 to 0.799; benchmarks/RESULTS.md),
+#: for 4x the encoding time.
 DEFAULT_VIEWS = 4
 
 MODEL_CFG: dict = {

@@ -11,11 +11,12 @@ of the last feature grid a logit per defect type; it is trained against the rend
 
 The widths are (16, 32, 96, 128, 128). The stride-1 first layer's activations (64 x 64 x width) are
 the memory traffic that bounds the speed on a CPU: at width 32 (the first shipped CNN) ONNX ran ~600
-images/s on an AVX2 machine, at 16 ~1,350; see benchmarks/defect_cnn.py. Depth is cheap where the grid
-is small, so the shipped network adds a residual block after the third layer (16 x 16) and one after
-the fourth (8 x 8): ~90 M multiply-adds, and a receptive field that spans the part, which telling a
-crack from a scratch needs. The blocks start as the identity, so they were grown into the trained
-five-layer CNN (``grow_state_dict``) rather than trained from scratch.
+images/s on an AVX2 machine, at 16 ~1,350; see benchmarks/defect_cnn.py. Depth is cheaper where the
+grid is smaller, so the shipped network adds residual blocks: one after the second layer (32 x 32, for
+fine detail), two after the third (16 x 16) and one after the fourth (8 x 8). That is ~153 M
+multiply-adds, and a receptive field that spans the part, which telling a crack from a scratch needs.
+The blocks start as the identity, so they were grown into the trained five-layer CNN
+(``grow_state_dict``), two at a time, rather than trained from scratch.
 
 At inference the model can average over turned and mirrored copies of each image (``views``): a part
 has no preferred orientation, and the copies' errors are partly independent. The checkpoint carries a
@@ -49,7 +50,7 @@ class DefectCNNDims:
     the input size and the classes."""
 
     layers: tuple[tuple[int, int, int], ...] = ((16, 1, 3), (32, 2, 3), (96, 2, 3), (128, 2, 3), (128, 1, 3))
-    residual_blocks: tuple[int, ...] = (0, 0, 1, 1, 0)
+    residual_blocks: tuple[int, ...] = (0, 1, 2, 1, 0)
     """Per conv layer, how many ``ResidualBlock``s at its width follow it."""
     image_size: int = 64
     n_classes: int = len(DEFECT_TYPES)

@@ -20,9 +20,11 @@ Why 216,000 parts under ``randomized_harsh`` light: the defect CNN under the tow
 light, and the benchmark's light is harsher still. Measured on the same trunk (benchmarks/RESULTS.md):
 36,000 parts under uniform light gave 0.767 zero-shot accuracy on the held-out combinations and 0.672
 Recall@10; 108,000 gave 0.776 and 0.694; 108,000 under the harsh light 0.786 and 0.749 (6.5 minutes);
-216,000 under it 0.794 and 0.786, in 15 minutes of the 20 the issue allows. On the deeper defect CNN
-(residual blocks, 2026-11-25) the same recipe gives 0.939 and 0.821 with four views (0.923 and 0.792 with
-one) in 19.4 minutes: running the deeper trunk once over the training images costs ~5 of them.
+216,000 under it 0.794 and 0.786, in 15 minutes of the 20 the issue allows. On the defect CNN with
+residual blocks (0,1,2,1,0; 2026-11-25) the same recipe gives 0.954 and 0.842 with four views (0.931 and
+0.804 with one) in 16.0 minutes. Running that trunk once over the training images takes ~4 of them in
+bfloat16 (``bf16``). In float32 the previous trunk, with 0.6x the multiply-adds, took ~6; this one would
+take ~10 and the run ~22 (an estimate from the ratio, not a run).
 
 Why the captions name attributes partially: the retrieval queries name one to four attributes, and
 the zero-shot prompts name a state word and a noun; the text tower only learns what its captions say.

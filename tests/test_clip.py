@@ -254,9 +254,9 @@ def test_retrieval_index_adds_incrementally_and_ranks(shipped):
 
 
 # Regression floors at small scale (210 held-out parts, a 700-part gallery, 6 queries), a little below what
-# the shipped weights measured here (0.938 and 0.917); the bars (0.90, 0.8) are in benchmarks/clip_bench.py,
+# the shipped weights measured here (0.962 and 0.917); the bars (0.90, 0.8) are in benchmarks/clip_bench.py,
 # and test_shipped_weights_meet_the_bars_at_small_scale holds them with a margin for the small sets.
-ZERO_SHOT_FLOOR = 0.90
+ZERO_SHOT_FLOOR = 0.93
 RETRIEVAL_FLOOR = 0.85
 
 

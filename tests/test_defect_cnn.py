@@ -122,15 +122,15 @@ def test_shipped_weights_hold_their_measured_quality(held_out):
     assert SHIPPED_CNN.stat().st_size <= 10 * 2**20
     ckpt, m = _shipped_metrics(held_out)
     assert "shopfloor train defect-cnn" in ckpt["meta"]["command"] and ckpt["meta"]["complete"]
-    # measured on these 700 parts at the default 4 views: accuracy 0.963, escape 0.023 at false alarm
-    # 0.060, AUROC 0.9957 (benchmarks/RESULTS.md has the 5,000-part figures: false alarm 0.015 there);
+    # measured on these 700 parts at the default 4 views: accuracy 0.970, escape 0.024 at false alarm
+    # 0.036, AUROC 0.9968 (benchmarks/RESULTS.md has the 5,000-part figures: false alarm 0.007 there);
     # floors a little below, to catch regressions. The false-alarm floor is loose: these parts hold ~100
     # good ones, so one more false alarm moves it by 0.01, and the threshold is calibrated on milder
     # (domain-randomised) light.
     assert ckpt["views"] == 4
-    assert m["accuracy"] >= 0.945, m["accuracy"]
-    assert m["auroc"] >= 0.99, m["auroc"]
-    assert m["defect_escape_rate"] <= 0.045 and m["false_alarm_rate"] <= 0.09, m
+    assert m["accuracy"] >= 0.955, m["accuracy"]
+    assert m["auroc"] >= 0.993, m["auroc"]
+    assert m["defect_escape_rate"] <= 0.04 and m["false_alarm_rate"] <= 0.08, m
 
 
 @pytest.mark.xfail(strict=True, reason="the shipped defect CNN falls short of issue 4's bars under the shifted "
@@ -138,10 +138,11 @@ def test_shipped_weights_hold_their_measured_quality(held_out):
 def test_shipped_weights_meet_the_bars_at_small_scale(held_out):
     _, m = _shipped_metrics(held_out)
     # the bars on 5,000 parts are accuracy >= 0.97, escape <= 0.005 at false alarm <= 0.02 (benchmarks/);
-    # 700 parts carry ~100 good ones, so the margins here are wider
-    assert m["accuracy"] >= 0.95, m["accuracy"]
-    assert m["false_alarm_rate"] <= 0.05 and m["defect_escape_rate"] <= 0.02, m
-    assert m["auroc"] >= 0.995
+    # 700 parts carry ~100 good ones, so the threshold for 2 % false alarms rests on two parts and the
+    # margins here are wider. Measured at the default 4 views: accuracy 0.970, escape at 2 % false
+    # alarm 0.028.
+    assert m["accuracy"] >= 0.96, m["accuracy"]
+    assert m["escape_at_false_alarm"]["defect_escape_rate"] <= 0.01, m["escape_at_false_alarm"]
 
 
 def test_mask_loss_rewards_the_defect_channel_where_the_mask_is():
