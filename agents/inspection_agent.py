@@ -15,11 +15,12 @@ in time, so its alarm clears rather than staying on for the rest of the run.
 
 With a CLIP model it also embeds every inspected part into a retrieval index, and answers each
 ``query/parts`` entry ({"text", "k"}, posted by the VoiceAgent) on ``answer/parts`` with the best
-matching parts. Parts are embedded in batches of ``index_batch``: 8 parts take ~16 ms on one thread at
-one view per part (the scenario's ``clip_views``), ~67 ms at four; the tick deadline is 200 ms and the
-tick latency target's p99 50 ms (warm models, see ``_warm_up``). A query first embeds what is still
-waiting, so the answer covers every inspection so far. The index is rebuilt, like everything else
-here, by replaying the agent's turns.
+matching parts. Parts are embedded in batches of ``index_batch`` (4) at the scenario's ``clip_views``
+(one by default; four cost 4x). The batch is small because the tick that embeds it pays for all of it:
+on the CLIP trunk of 2026-11-25, batches of 8 put the Ray tick p99 at 63 ms and batches of 4 at 43 ms
+(benchmarks/runtime_speed.py; the tick deadline is 200 ms and the latency target's p99 50 ms, with warm
+models, see ``_warm_up``). A query first embeds what is still waiting, so the answer covers every
+inspection so far. The index is rebuilt, like everything else here, by replaying the agent's turns.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from perception.clip_model import RetrievalIndex
 class InspectionAgent:
     def __init__(self, inspector, max_parts: int, reject_threshold: float | None = None, vlm=None,
                  window: int = 40, sigmas: float = 3.0, min_alarm_rate: float = 0.08, baseline_min: int = 120,
-                 index_batch: int = 8):
+                 index_batch: int = 4):
         self.name, self.subscribes = "inspection", ("perception/parts", "query/parts")
         self.inspector, self.max_parts = inspector, max_parts
         self.reject_threshold = inspector.reject_threshold if reject_threshold is None else reject_threshold
