@@ -9,7 +9,7 @@ defects is the floor under the escape bar (issue 4: escape <= 0.005 at false ala
 
 Usage::
 
-    .venv/bin/python benchmarks/defect_visibility.py [--n 700]
+    .venv/bin/python benchmarks/defect_visibility.py [--n 700] [--size 64]
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=700, help="defective parts per condition, the types in turn")
     ap.add_argument("--seed", type=int, default=123)
+    ap.add_argument("--size", type=int, default=64, help="image side in pixels (the sensor noise is per pixel, so a "
+                                                          "finer image shows a defect over more of them)")
     args = ap.parse_args()
     defects = DEFECT_TYPES[1:]
     print("| condition | defect | d', 5th percentile | median | share with d' < 5 | ideal escape at 2% false alarm |")
@@ -45,8 +47,8 @@ def main() -> None:
             spec = sample_spec(rng, defect=defects[i % len(defects)])
             good = PartSpec(spec.part_type, spec.material, spec.colour)
             seed = 10**6 + i
-            diff = (render_part(spec, seed, 64, shift).image.astype(float)
-                    - render_part(good, seed, 64, shift).image.astype(float)).mean(-1)
+            diff = (render_part(spec, seed, args.size, shift).image.astype(float)
+                    - render_part(good, seed, args.size, shift).image.astype(float)).mean(-1)
             dprime[spec.defect].append(float(np.sqrt((diff**2).sum()) / sigma))
         for d, v in dprime.items():
             v = np.asarray(v)

@@ -175,15 +175,16 @@ def dims_from_dict(dims: dict) -> DefectCNNDims:
 
 def grow_state_dict(model: DefectCNN, into: DefectCNN) -> dict[str, torch.Tensor]:
     """``into``'s state dict with ``model``'s weights in place: the same conv layers, at least as many
-    residual blocks after each; the extra blocks keep their identity initialisation. Raises
-    ShopfloorInputError when ``model`` does not fit in ``into``."""
+    residual blocks after each; the extra blocks keep their identity initialisation. The image sizes may
+    differ: the network is convolutional and max-pools its last grid, so weights trained at one size
+    start training at another. Raises ShopfloorInputError when ``model`` does not fit in ``into``."""
     small, big = model.dims, into.dims
-    if (small.layers, small.image_size, small.n_classes) != (big.layers, big.image_size, big.n_classes) or any(
+    if (small.layers, small.n_classes) != (big.layers, big.n_classes) or any(
             a > b for a, b in zip(small.residual_blocks, big.residual_blocks)):
-        raise ShopfloorInputError(f"a CNN with layers {small.layers} and residual blocks {small.residual_blocks} at "
-                                  f"{small.image_size} px does not fit one with layers {big.layers} and residual blocks "
-                                  f"{big.residual_blocks} at {big.image_size} px; allowed: the same layers and size, "
-                                  "and no fewer residual blocks after any layer.")
+        raise ShopfloorInputError(f"a CNN with layers {small.layers} and residual blocks {small.residual_blocks} "
+                                  f"does not fit one with layers {big.layers} and residual blocks "
+                                  f"{big.residual_blocks}; allowed: the same layers and classes, and no fewer residual "
+                                  "blocks after any layer.")
 
     def starts(dims: DefectCNNDims) -> list[int]:  # index in ``features`` of each conv layer
         out, at = [], 0

@@ -109,6 +109,16 @@ def test_residual_blocks_grow_a_trained_cnn_without_changing_what_it_computes():
         assert not torch.allclose(small(images), big(images), atol=1e-3)
     with pytest.raises(ShopfloorInputError, match="no fewer residual blocks"):
         grow_state_dict(big, small)
+    # a finer camera: the same weights start a network for 96 px images, which computes what the small
+    # one computes on them (the network is convolutional and max-pools its last grid)
+    finer = DefectCNN(DefectCNNDims(layers=layers, residual_blocks=(0, 1, 0, 0, 0), image_size=96)).eval()
+    finer.load_state_dict(grow_state_dict(small, finer))
+    fine_images = torch.rand(4, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(small(fine_images), finer(fine_images), atol=1e-5)
+    with pytest.raises(ShopfloorInputError, match="same layers and classes"):
+        grow_state_dict(small, DefectCNN(DefectCNNDims(layers=layers[:4] + ((48, 1, 3),),
+                                                       residual_blocks=(0, 1, 0, 0, 0))))
     with pytest.raises(ShopfloorInputError, match="residual_blocks"):
         DefectCNNDims(residual_blocks=(0, 1))
 
