@@ -66,10 +66,11 @@ def defect_cnn(
 ) -> None:
     """Train the defect CNN on rendered, domain-randomised parts and calibrate its reject threshold.
 
-    The shipped weights are four runs (perception/train_defect_cnn.py says why): ``--residual-blocks 0,0,0,0,0``;
+    The shipped weights are five runs (perception/train_defect_cnn.py says why): ``--residual-blocks 0,0,0,0,0``;
     then ``--residual-blocks 0,0,0,0,0 --seed 1 --init <run 1> --n-train 160000 --epochs 14 --lr 1.5e-3``; then
     ``--residual-blocks 0,0,1,1,0 --seed 2 --init <run 2> --n-train 200000 --epochs 14 --lr 1.5e-3``; then
-    ``--seed 3 --init <run 3> --n-train 180000 --epochs 11 --lr 1e-3``."""
+    ``--seed 3 --init <run 3> --n-train 180000 --epochs 11 --lr 1e-3``; then
+    ``--seed 4 --init <run 4> --image-size 96 --n-train 96000 --epochs 7 --lr 1e-3``."""
     from perception.train_defect_cnn import DefectCNNTrainConfig, train_defect_cnn
 
     if quick:

@@ -139,7 +139,8 @@ class AgentsConfig(_Strict):
 class InspectionConfig(_Strict):
     """The inspection station at the end of the line."""
 
-    image_size: int = Field(64, ge=32, le=512, description="Side of the rendered part images, pixels.")
+    image_size: int = Field(96, ge=32, le=512, description="Side of the rendered part images, pixels (the "
+                                                            "shipped defect CNN was trained at 96).")
     part_types: list[str] = Field(default_factory=lambda: ["gear", "plate", "bracket", "cap"], min_length=1,
                                   description="Part types the line makes (environments.parts.PART_TYPES).")
 

@@ -15,17 +15,20 @@ the best validation accuracy (the checkpoint is rewritten after each better epoc
 run leaves weights); set the reject threshold on the validation set's good parts for the target
 false-alarm rate. Everything is seeded; on one machine the same seed gives the same weights.
 
-The shipped weights are four runs, because one run's rendered set must fit in memory and the network
+The shipped weights are five runs, because one run's rendered set must fit in memory and the network
 still gains after ten epochs of it. Each later run trains on a fresh set under a new, gentler one-cycle
-schedule, and the third and fourth grow the network by residual blocks (identity at the start, see
-``defect_cnn.grow_state_dict``):
+schedule; the third and fourth grow the network by residual blocks (identity at the start, see
+``defect_cnn.grow_state_dict``), and the fifth moves it to a finer camera, 96 px instead of 64. The
+sensor noise is per pixel, so at 96 px a defect spans 2.25x the pixels and its signal-to-noise ratio
+is 1.5x (``benchmarks/defect_visibility.py --size``); the convolutions carry over unchanged:
 
 1. ``--residual-blocks 0,0,0,0,0`` (the five-layer CNN; otherwise the defaults, ``--seed 0``);
 2. ``--residual-blocks 0,0,0,0,0 --seed 1 --init <run 1> --n-train 160000 --epochs 14 --lr 1.5e-3``;
 3. ``--residual-blocks 0,0,1,1,0 --seed 2 --init <run 2> --n-train 200000 --epochs 14 --lr 1.5e-3``;
-4. ``--seed 3 --init <run 3> --n-train 180000 --epochs 11 --lr 1e-3`` (the default blocks 0,1,2,1,0).
+4. ``--seed 3 --init <run 3> --n-train 180000 --epochs 11 --lr 1e-3`` (the default blocks 0,1,2,1,0);
+5. ``--seed 4 --init <run 4> --image-size 96 --n-train 96000 --epochs 7 --lr 1e-3``.
 
-The checkpoint's meta records the four commands (runs 1 and 2 predate ``--residual-blocks``, when
+The checkpoint's meta records the five commands (runs 1 and 2 predate ``--residual-blocks``, when
 five layers were the default). Where the CPU has native bfloat16 the steps run under autocast, ~2x
 faster here; the weights, batch-norm statistics and optimiser stay float32.
 """

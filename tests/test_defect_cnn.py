@@ -25,11 +25,13 @@ from perception.train_defect_cnn import DefectCNNTrainConfig, mask_loss, predict
 
 ROOT = Path(__file__).resolve().parents[1]
 HELD_OUT_SEED = 777_001  # not a training, validation or benchmark dataset seed
+#: the camera resolution the shipped CNN was trained for (the plant's inspection.image_size default)
+SHIPPED_SIZE = load_checkpoint()[0].dims.image_size
 
 
 @pytest.fixture(scope="module")
 def held_out():
-    return render_dataset(700, 64, HELD_OUT_SEED, EVAL_SHIFT, keep_masks=True)
+    return render_dataset(700, SHIPPED_SIZE, HELD_OUT_SEED, EVAL_SHIFT, keep_masks=True)
 
 
 def test_training_is_reproducible_and_writes_metrics(tmp_path):
@@ -132,27 +134,25 @@ def test_shipped_weights_hold_their_measured_quality(held_out):
     assert SHIPPED_CNN.stat().st_size <= 10 * 2**20
     ckpt, m = _shipped_metrics(held_out)
     assert "shopfloor train defect-cnn" in ckpt["meta"]["command"] and ckpt["meta"]["complete"]
-    # measured on these 700 parts at the default 4 views: accuracy 0.970, escape 0.024 at false alarm
-    # 0.036, AUROC 0.9968 (benchmarks/RESULTS.md has the 5,000-part figures: false alarm 0.007 there);
-    # floors a little below, to catch regressions. The false-alarm floor is loose: these parts hold ~100
-    # good ones, so one more false alarm moves it by 0.01, and the threshold is calibrated on milder
-    # (domain-randomised) light.
+    # measured on these 700 parts (96 px) at the default 4 views: accuracy 0.984, escape 0.008 at false
+    # alarm 0.036, AUROC 0.9979 (benchmarks/RESULTS.md has the 5,000-part figures: false alarm 0.026
+    # there); floors a little below, to catch regressions. The false-alarm floor is loose: these parts
+    # hold ~100 good ones, so one more false alarm moves it by 0.01, and the threshold is calibrated on
+    # milder (domain-randomised) light.
     assert ckpt["views"] == 4
-    assert m["accuracy"] >= 0.955, m["accuracy"]
-    assert m["auroc"] >= 0.993, m["auroc"]
-    assert m["defect_escape_rate"] <= 0.04 and m["false_alarm_rate"] <= 0.08, m
+    assert m["accuracy"] >= 0.975, m["accuracy"]
+    assert m["auroc"] >= 0.996, m["auroc"]
+    assert m["defect_escape_rate"] <= 0.02 and m["false_alarm_rate"] <= 0.06, m
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped defect CNN falls short of issue 4's bars under the shifted "
-                                       "lighting and noise (benchmarks/RESULTS.md); this passes when it meets them")
-def test_shipped_weights_meet_the_bars_at_small_scale(held_out):
+def test_shipped_weights_meet_the_quality_bars_at_small_scale(held_out):
     _, m = _shipped_metrics(held_out)
-    # the bars on 5,000 parts are accuracy >= 0.97, escape <= 0.005 at false alarm <= 0.02 (benchmarks/);
-    # 700 parts carry ~100 good ones, so the threshold for 2 % false alarms rests on two parts and the
-    # margins here are wider. Measured at the default 4 views: accuracy 0.970, escape at 2 % false
-    # alarm 0.028.
-    assert m["accuracy"] >= 0.96, m["accuracy"]
-    assert m["escape_at_false_alarm"]["defect_escape_rate"] <= 0.01, m["escape_at_false_alarm"]
+    # the bars on 5,000 parts are accuracy >= 0.97, escape <= 0.005 at false alarm <= 0.02 (benchmarks/:
+    # 0.988 and 0.0032 at 4 views); 700 parts carry ~100 good ones, so the threshold for 2 % false alarms
+    # rests on two parts and the margins here are wider. Measured at 4 views: accuracy 0.984, escape at
+    # 2 % false alarm 0.0097 (6 of 617 defects).
+    assert m["accuracy"] >= 0.97, m["accuracy"]
+    assert m["escape_at_false_alarm"]["defect_escape_rate"] <= 0.015, m["escape_at_false_alarm"]
 
 
 def test_mask_loss_rewards_the_defect_channel_where_the_mask_is():
@@ -238,7 +238,7 @@ def test_inspect_cli_reports_each_file_and_exits_2_on_bad_ones(tmp_path):
     bad = _bad_files(tmp_path)
     crack = tmp_path / "crack.png"
     good = tmp_path / "good.jpg"
-    Image.fromarray(render_part(PartSpec("plate", "brass", defect="crack"), seed=5, size=64).image).save(crack)
+    Image.fromarray(render_part(PartSpec("plate", "brass", defect="crack"), seed=5, size=SHIPPED_SIZE).image).save(crack)
     Image.fromarray(render_part(PartSpec("cap", "plastic", "blue"), seed=6, size=96).image).save(good, quality=95)
     res = subprocess.run([sys.executable, "-m", "cluster.cli", "inspect", str(crack), str(bad["text"]), str(good),
                           str(bad["huge"]), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -323,7 +323,8 @@ def test_defect_alarm_is_a_p_chart_whose_baseline_the_upset_does_not_raise():
         parts = []
         for is_bad in defective[4 * tick:4 * tick + 4]:
             spec = sample_spec(rng, defect=int(rng.integers(1, 7)) if is_bad else 0)
-            parts.append({"part_id": part_id, "png": encode_image(render_part(spec, seed=part_id, size=64).image)})
+            image = render_part(spec, seed=part_id, size=SHIPPED_SIZE).image
+            parts.append({"part_id": part_id, "png": encode_image(image)})
             part_id += 1
         inbox = [Entry("perception/parts", "station", {"parts": parts}, "plant", tick, tick + 1, tick + 1)]
         alarms += [(tick, p.value) for p in agent.decide(tick, inbox) if p.topic == "alarm/defect_rate"]
