@@ -239,7 +239,8 @@ def test_inspect_cli_reports_each_file_and_exits_2_on_bad_ones(tmp_path):
     crack = tmp_path / "crack.png"
     good = tmp_path / "good.jpg"
     Image.fromarray(render_part(PartSpec("plate", "brass", defect="crack"), seed=5, size=SHIPPED_SIZE).image).save(crack)
-    Image.fromarray(render_part(PartSpec("cap", "plastic", "blue"), seed=6, size=96).image).save(good, quality=95)
+    # another size than the CNN's: the command fits it to the CNN's input
+    Image.fromarray(render_part(PartSpec("cap", "plastic", "blue"), seed=6, size=128).image).save(good, quality=95)
     res = subprocess.run([sys.executable, "-m", "cluster.cli", "inspect", str(crack), str(bad["text"]), str(good),
                           str(bad["huge"]), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2, res.stderr
