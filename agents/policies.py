@@ -70,7 +70,8 @@ def make_controller(unit: str, plant: ShopfloorPlant) -> Controller:
                 max_parts=plant.max_parts_per_tick, reject_threshold=0.5 if threshold is None else threshold)
         kind, _, path = policy.partition(":")
         if kind == "cnn":
-            return CNNInspector(path or None, plant.max_parts_per_tick, threshold, views=agents.inspection.views)
+            return CNNInspector(path or None, plant.max_parts_per_tick, threshold, views=agents.inspection.views,
+                                runtime=agents.inspection.runtime)
         if kind == "clip":
             return CLIPInspector(load_clip(f"local-dir:{path}" if path else None), plant.max_parts_per_tick,
                                  threshold)

@@ -1,6 +1,8 @@
 """Deploy the defect CNN: ONNX export, onnxruntime inference and INT8 post-training quantization.
 
 The ONNX graph takes float images (n, 3, H, W) in [0, 1] with a dynamic batch and returns logits.
+``deployed_int8`` builds the INT8 graph of a checkpoint once and keeps it in a cache directory, so the
+plant's InspectionAgent (``CNNInspector(runtime="int8")``) pays for the build on the first run only.
 INT8 uses onnxruntime's static quantization (QDQ, per-channel weights, activation ranges calibrated
 on rendered parts), the usual route for a CNN on a CPU. Whether it pays off depends on the CPU: on
 one without VNNI instructions the int8 convolutions can be slower than the fp32 ones. The benchmark
@@ -10,7 +12,9 @@ runtime uses whichever format the caller names.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -61,6 +65,33 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, cal
     return out_path
 
 
+#: Seed of the rendered parts that calibrate a deployed INT8 graph (no training, validation or test set uses it).
+CALIBRATION_SEED = 20_261_206
+
+
+def cache_dir() -> Path:
+    """Where deployed graphs are kept: ``$SHOPFLOOR_CACHE`` or ``~/.cache/shopfloor``."""
+    return Path(os.environ.get("SHOPFLOOR_CACHE") or Path.home() / ".cache" / "shopfloor")
+
+
+def deployed_int8(checkpoint: str | os.PathLike, model: DefectCNN, n_calibration: int = 128) -> Path:
+    """The INT8 ONNX graph of ``model`` (loaded from ``checkpoint``, at its views), built on first use and
+    cached under ``cache_dir()`` by the checkpoint's hash and the views. The calibration parts are
+    rendered with a fixed seed, so a rebuild gives the same graph."""
+    from perception.datasets import render_dataset
+
+    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]
+    out = cache_dir() / "onnx" / f"defect_cnn-{digest}-v{model.views}.int8.onnx"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    calibration = render_dataset(n_calibration, model.dims.image_size, CALIBRATION_SEED, "randomized", workers=1)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # built aside, then renamed: two actors may race
+        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx")
+        os.replace(quantize_int8(fp32, Path(tmp) / "int8.onnx", calibration.images), out)
+    return out
+
+
 def _to_nchw(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
 
@@ -68,7 +99,9 @@ def _to_nchw(images: np.ndarray) -> np.ndarray:
 class OnnxClassifier:
     """Class probabilities from an ONNX defect CNN (FP32 or INT8) with onnxruntime on the CPU."""
 
-    def __init__(self, path: str | os.PathLike, threads: int = 2):
+    def __init__(self, path: str | os.PathLike, threads: int = 2, spin: bool = True):
+        """threads: onnxruntime's intra-op threads; spin: whether idle threads busy-wait for work, which
+        is fastest alone on the cores and steals them from other processes (the plant's other actors)."""
         import onnxruntime as ort
 
         if not Path(path).is_file():
@@ -76,6 +109,8 @@ class OnnxClassifier:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        if not spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:
