@@ -1,7 +1,10 @@
 """Coordination speed: blackboard posts/s through the Ray actor, tick latency on Ray against in process, and
 a study's wall time with 1 and 2 workers.
 
-    .venv/bin/python benchmarks/runtime_speed.py [--ticks 120] [--study-seeds 20]
+    .venv/bin/python benchmarks/runtime_speed.py [--ticks 120] [--study-seeds 20] [--set key=value ...]
+
+``--set`` overrides the scenario of the tick-latency runs (as ``shopfloor run --set``), to compare a
+plant setting beside the default in one session, e.g. ``--set inspection.image_size=64``.
 
 Tick latency is the whole tick (plant step and part rendering included) and, separately, the coordination
 part: the tick less the plant's own time (board round trips, agents' decisions, safety, the log commit).
@@ -28,6 +31,7 @@ from rich.table import Table  # noqa: E402
 from agents.blackboard import Post  # noqa: E402
 from agents.runtime import start_local_run  # noqa: E402
 from cluster.actors import BoardActor  # noqa: E402
+from cluster.cli import parse_set  # noqa: E402
 from cluster.orchestrator import RayRun, ensure_ray  # noqa: E402
 from environments.scenario import load_scenario  # noqa: E402
 
@@ -54,8 +58,9 @@ def board_posts_per_s(n_batches: int = 200, batch: int = 1000, in_flight: int = 
     return {"serial": serial, "pipelined": pipelined}
 
 
-def tick_latency(ticks: int) -> dict[str, dict[str, float]]:
-    sc = load_scenario(ROOT / "scenarios" / "smart_factory.yaml", {"duration_h": ticks / 60.0, "events": []})
+def tick_latency(ticks: int, overrides: dict | None = None) -> dict[str, dict[str, float]]:
+    sc = load_scenario(ROOT / "scenarios" / "smart_factory.yaml",
+                       {"duration_h": ticks / 60.0, "events": [], **(overrides or {})})
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         run, board = start_local_run(sc, 1, Path(tmp) / "local.sqlite")
@@ -84,7 +89,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ticks", type=int, default=240, help="ticks per latency run (default 240)")
     p.add_argument("--study-seeds", type=int, default=20, help="seeds in the study (default 20)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the tick-latency scenario, e.g. inspection.image_size=64 (repeatable)")
     args = p.parse_args()
+    overrides = parse_set(args.set)
     ensure_ray()
     console.print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
@@ -96,7 +104,7 @@ def main() -> None:
     t.add_row("4 in flight", f"{posts['pipelined']:,.0f}", ">= 50,000")
     console.print(t)
 
-    lat = tick_latency(args.ticks)
+    lat = tick_latency(args.ticks, overrides)
     t = Table(title=f"Tick latency, smart_factory, 6 agents, {args.ticks} ticks (ms)")
     for c in ("agents", "tick p50", "tick p99", "coordination p50", "coordination p99"):
         t.add_column(c, justify="right")

@@ -19,7 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 app.add_typer(train_app, name="train")
 
 
-def _parse_set(items: list[str]) -> dict[str, object]:
+def parse_set(items: list[str]) -> dict[str, object]:
+    """`--set KEY=VALUE` items as scenario overrides (each value read as YAML)."""
     import yaml
 
     out = {}
@@ -52,7 +53,7 @@ def run(
         raise ShopfloorInputError("--resume RUN_DIR continues that run as it was; it takes no SCENARIO, --set, "
                                   "--seed, --seeds or --out")
     if resume is None:
-        overrides = _parse_set(set_)
+        overrides = parse_set(set_)
         if seed is not None:
             overrides["seed"] = seed
         if seeds is not None:
