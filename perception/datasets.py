@@ -117,14 +117,14 @@ def item_plan(seed: int, index: int, shift: ShiftMode, part_types: tuple[str, ..
 
 
 def _render_chunk(args) -> tuple:
-    seed, start, stop, size, shift, part_types, exclude, keep_masks, twins = args
+    seed, start, stop, size, shift, part_types, exclude, keep_masks, twins, defect = args
     n = stop - start
     images = np.empty((n, size, size, 3), np.uint8)
     twin_images = np.empty((n, size, size, 3), np.uint8) if twins else None
     masks = np.empty((n, size, size), bool) if keep_masks else None
     labels, seeds, specs = np.empty(n, np.int64), np.empty(n, np.int64), []
     for k in range(n):
-        spec, render_seed, cond = item_plan(seed, start + k, shift, part_types, exclude)
+        spec, render_seed, cond = item_plan(seed, start + k, shift, part_types, exclude, defect)
         part = render_part(spec, render_seed, size, cond)
         images[k], labels[k], seeds[k] = part.image, spec.defect_code, render_seed
         if masks is not None:
@@ -138,7 +138,8 @@ def _render_chunk(args) -> tuple:
 
 def render_dataset(n: int, size: int, seed: int, shift: ShiftMode = "nominal",
                    part_types: Iterable[str] = PART_TYPES, exclude: Iterable = (), keep_masks: bool = False,
-                   twins: bool = False, workers: int | None = None, progress: Callable[[int], None] | None = None) -> PartsData:
+                   twins: bool = False, workers: int | None = None, progress: Callable[[int], None] | None = None,
+                   defect: str | None = None) -> PartsData:
     """Render ``n`` parts, uniform over part types and defect classes (good is one class of seven).
 
     Parameters
@@ -153,6 +154,7 @@ def render_dataset(n: int, size: int, seed: int, shift: ShiftMode = "nominal",
         seed whatever the defect), for training on counterfactual pairs.
     workers : render processes (default: the CPUs available, at most 4; 1 renders in this process).
     progress : called with the number of items finished after each chunk.
+    defect : render only this class of ``DEFECT_TYPES`` (e.g. "good": a station's known-good parts).
     """
     if n < 0:
         raise ShopfloorInputError(f"n={n} is invalid; allowed: an int >= 0.")
@@ -161,7 +163,7 @@ def render_dataset(n: int, size: int, seed: int, shift: ShiftMode = "nominal",
     exclude = tuple(tuple(e) if not isinstance(e, str) else e for e in exclude)
     workers = workers or min(4, len(os.sched_getaffinity(0)))
     chunk = max(64, min(2000, math.ceil(n / (4 * workers)) if n else 64))
-    jobs = [(seed, a, min(a + chunk, n), size, shift, part_types, exclude, keep_masks, twins)
+    jobs = [(seed, a, min(a + chunk, n), size, shift, part_types, exclude, keep_masks, twins, defect)
             for a in range(0, n, chunk)]
     if workers == 1 or len(jobs) <= 1:
         results = []

@@ -21,6 +21,12 @@ from 64 px images to 96 px (2.25x the multiply-adds): the camera's noise is per 
 image shows each defect at 1.5x the signal-to-noise ratio, and the faint dents and hairline cracks
 that escaped at 64 px are what the escape bar counts.
 
+The layers can also follow a space-to-depth stem (``DefectCNNDims.unshuffle`` = 2): each 2 x 2 block
+of pixels becomes one cell of 12 channels, so the 96 px image is seen whole but every grid is half as
+wide, for 89 M multiply-adds, ~2.5x the INT8 speed. Started from the 64 px CNN and distilled from the
+shipped one (``train_defect_cnn``), it has not yet reached the shipped one's accuracy, so it does not
+ship (benchmarks/RESULTS.md, 2026-12-07).
+
 At inference the model can average over turned and mirrored copies of each image (``views``): a part
 has no preferred orientation, and the copies' errors are partly independent. The checkpoint carries a
 reject threshold calibrated for each view count and a default. The model takes uint8 images
@@ -57,11 +63,18 @@ class DefectCNNDims:
     """Per conv layer, how many ``ResidualBlock``s at its width follow it."""
     image_size: int = 64
     n_classes: int = len(DEFECT_TYPES)
+    unshuffle: int = 1
+    """Space-to-depth before the first conv layer: each ``unshuffle`` x ``unshuffle`` block of pixels
+    becomes one cell with 3 x unshuffle**2 channels (``F.pixel_unshuffle``). Nothing is lost, and every
+    grid after it is ``unshuffle`` times smaller on a side, so a finer camera costs no more compute."""
 
     def __post_init__(self) -> None:
         if len(self.residual_blocks) != len(self.layers) or min(self.residual_blocks, default=0) < 0:
             raise ShopfloorInputError(f"residual_blocks={self.residual_blocks} is invalid; allowed: "
                                       f"{len(self.layers)} ints >= 0, one per conv layer.")
+        if self.unshuffle not in (1, 2, 4) or self.image_size % self.unshuffle:
+            raise ShopfloorInputError(f"unshuffle={self.unshuffle} is invalid for {self.image_size} px images; "
+                                      "allowed: 1, 2 or 4, dividing the image side.")
 
 
 class ResidualBlock(nn.Module):
@@ -108,7 +121,7 @@ class DefectCNN(nn.Module):
     def __init__(self, dims: DefectCNNDims = DefectCNNDims(), views: int = 1):
         super().__init__()
         self.dims, self.views = dims, check_views(views)
-        blocks, c_in = [], 3
+        blocks, c_in = [], 3 * dims.unshuffle ** 2
         for (c_out, stride, k), n_residual in zip(dims.layers, dims.residual_blocks):
             blocks += [nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out),
                        nn.ReLU(inplace=True)]
@@ -130,12 +143,16 @@ class DefectCNN(nn.Module):
         return log_probs.reshape(self.views, x.shape[0], -1).mean(dim=0)
 
     def _class_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(standardize(x)).amax(dim=(2, 3)))
+        return self.head(self.feature_map(x).amax(dim=(2, 3)))
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last conv layer's grid (n, width, h, w) for images (n, 3, H, W) in [0, 1]."""
+        return feature_map(self.features, x, self.dims.unshuffle)
 
     def logits_and_segments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits (n, n_classes) and defect-type logits per cell of the last feature grid
         (n, n_classes - 1, h, w; channel k - 1 is defect class k)."""
-        f = self.features(standardize(x))
+        f = self.feature_map(x)
         return self.head(f.amax(dim=(2, 3))), self.segment(f)
 
 
@@ -145,6 +162,21 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
     mean = x.mean(dim=(2, 3), keepdim=True)
     std = x.std(dim=(2, 3), keepdim=True)
     return (x - mean) / (std + 1e-3)
+
+
+def stem_input(x: torch.Tensor, unshuffle: int) -> torch.Tensor:
+    """What the first conv layer's weights apply to: the standardised image, space-to-depth by ``unshuffle``."""
+    x = standardize(x)
+    return F.pixel_unshuffle(x, unshuffle) if unshuffle > 1 else x
+
+
+def feature_map(features: nn.Sequential, x: torch.Tensor, unshuffle: int) -> torch.Tensor:
+    """The last conv layer's grid of ``features`` (a DefectCNN's, or a CLIP trunk's copy) for images in [0, 1].
+
+    (Folding the space-to-depth into the first conv, as a 6 x 6 conv of stride 2 over the pixels, gives the
+    same numbers without pixel_unshuffle's 6-d transpose in the ONNX graph; measured here, the INT8 graph
+    ran no faster, 79 ms for that conv against 27 + 57 for conv and transpose per 256 images.)"""
+    return features(stem_input(x, unshuffle))
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
@@ -173,21 +205,26 @@ def dims_from_dict(dims: dict) -> DefectCNNDims:
     """``DefectCNNDims`` from a checkpoint's ``dims`` (checkpoints before residual blocks have none)."""
     layers = tuple(tuple(x) for x in dims["layers"])
     return DefectCNNDims(layers=layers, residual_blocks=tuple(dims.get("residual_blocks", (0,) * len(layers))),
-                         image_size=dims["image_size"], n_classes=dims["n_classes"])
+                         image_size=dims["image_size"], n_classes=dims["n_classes"],
+                         unshuffle=dims.get("unshuffle", 1))
 
 
 def grow_state_dict(model: DefectCNN, into: DefectCNN) -> dict[str, torch.Tensor]:
     """``into``'s state dict with ``model``'s weights in place: the same conv layers, at least as many
     residual blocks after each; the extra blocks keep their identity initialisation. The image sizes may
     differ: the network is convolutional and max-pools its last grid, so weights trained at one size
-    start training at another. Raises ShopfloorInputError when ``model`` does not fit in ``into``."""
+    start training at another. A CNN without space-to-depth also starts one with it (``into.dims.unshuffle``
+    u > 1): its first layer's weights are spread over the u x u pixels of each cell, divided by u**2, so
+    ``into`` first computes what ``model`` would on the image averaged down u times, and learns the finer
+    detail from there. Raises ShopfloorInputError when ``model`` does not fit in ``into``."""
     small, big = model.dims, into.dims
     if (small.layers, small.n_classes) != (big.layers, big.n_classes) or any(
-            a > b for a, b in zip(small.residual_blocks, big.residual_blocks)):
-        raise ShopfloorInputError(f"a CNN with layers {small.layers} and residual blocks {small.residual_blocks} "
-                                  f"does not fit one with layers {big.layers} and residual blocks "
-                                  f"{big.residual_blocks}; allowed: the same layers and classes, and no fewer residual "
-                                  "blocks after any layer.")
+            a > b for a, b in zip(small.residual_blocks, big.residual_blocks)) or small.unshuffle not in (
+            1, big.unshuffle):
+        raise ShopfloorInputError(f"a CNN with layers {small.layers}, residual blocks {small.residual_blocks} and "
+                                  f"unshuffle {small.unshuffle} does not fit one with layers {big.layers}, residual "
+                                  f"blocks {big.residual_blocks} and unshuffle {big.unshuffle}; allowed: the same layers "
+                                  "and classes, no fewer residual blocks after any layer, and the same unshuffle or 1.")
 
     def starts(dims: DefectCNNDims) -> list[int]:  # index in ``features`` of each conv layer
         out, at = [], 0
@@ -204,6 +241,9 @@ def grow_state_dict(model: DefectCNN, into: DefectCNN) -> dict[str, torch.Tensor
     for key, value in model.state_dict().items():
         prefix = next((p for p in moved if key.startswith(p)), None)
         state[moved[prefix] + key[len(prefix):] if prefix else key] = value.clone()
+    if big.unshuffle > small.unshuffle:  # pixel_unshuffle puts channel c's u*u pixels at c*u*u ... c*u*u + u*u - 1
+        stem = model.features[0].weight
+        state["features.0.weight"] = stem.repeat_interleave(big.unshuffle ** 2, dim=1) / big.unshuffle ** 2
     return state
 
 
@@ -308,6 +348,19 @@ class CNNInspector:
 
     def p_defect(self, images: np.ndarray) -> np.ndarray:
         return 1.0 - self.class_probs(images)[:, 0] if len(images) else np.zeros(0)
+
+    def calibrate(self, good_images: np.ndarray, false_alarm_target: float = 0.01) -> float:
+        """Set the reject threshold from known-good parts seen at this station, as a station is commissioned:
+        the lowest threshold that rejects at most ``false_alarm_target`` of them. The threshold stored at
+        training was set under the training light; a station's own light moves good parts' p(defect)
+        (under the benchmark's dim, noisy light, a threshold for 1% on validation rejected 2.6%). Returns it."""
+        from perception.metrics import threshold_for_false_alarm
+
+        if len(good_images) < 1 / max(false_alarm_target, 1e-9):
+            raise ShopfloorInputError(f"{len(good_images)} good parts cannot set a {false_alarm_target:.1%} false-alarm "
+                                      f"rate; allowed: at least {int(np.ceil(1 / false_alarm_target))}.")
+        self.reject_threshold = threshold_for_false_alarm(self.p_defect(good_images), false_alarm_target)
+        return self.reject_threshold
 
     def verdicts(self, images: np.ndarray) -> list[DefectVerdict]:
         """The defect type (``good`` unless p(defect) reaches the threshold) and probabilities per image."""

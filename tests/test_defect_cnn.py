@@ -125,6 +125,61 @@ def test_residual_blocks_grow_a_trained_cnn_without_changing_what_it_computes():
         DefectCNNDims(residual_blocks=(0, 1))
 
 
+def test_space_to_depth_starts_from_a_cnn_without_it():
+    """Grown into unshuffle 2, a trained CNN's first layer computes on each 2 x 2 cell what it computed on
+    the image averaged down twice: the finer network starts where the coarser one stood."""
+    torch.manual_seed(0)
+    layers = ((8, 1, 3), (16, 2, 3), (24, 2, 3), (32, 2, 3), (32, 1, 3))
+    coarse = DefectCNN(DefectCNNDims(layers=layers, residual_blocks=(0, 1, 0, 0, 0), image_size=48)).eval()
+    fine = DefectCNN(DefectCNNDims(layers=layers, residual_blocks=(0, 1, 0, 0, 0), image_size=96, unshuffle=2)).eval()
+    assert fine.features[0].in_channels == 12
+    fine.load_state_dict(grow_state_dict(coarse, fine))
+    images = torch.rand(4, 3, 96, 96)
+    with torch.no_grad():
+        # standardising commutes with 2 x 2 averaging up to the spread, which the first BN's scale absorbs
+        # only approximately, so compare the first layer's output on the averaged, standardised image
+        from perception.defect_cnn import standardize, stem_input
+        expected = coarse.features[0](torch.nn.functional.avg_pool2d(standardize(images), 2))
+        assert torch.allclose(fine.features[0](stem_input(images, 2)), expected, atol=1e-5)
+        assert fine(images).shape == (4, 7)
+    with pytest.raises(ShopfloorInputError, match="the same unshuffle or 1"):
+        grow_state_dict(fine, DefectCNN(DefectCNNDims(layers=layers, residual_blocks=(0, 1, 0, 0, 0), image_size=96,
+                                                      unshuffle=4)))
+    with pytest.raises(ShopfloorInputError, match="unshuffle=3 is invalid"):
+        DefectCNNDims(image_size=96, unshuffle=3)
+    with pytest.raises(ShopfloorInputError, match="unshuffle=4 is invalid for 90 px"):
+        DefectCNNDims(image_size=90, unshuffle=4)
+
+
+def test_distillation_trains_on_the_teachers_verdicts(tmp_path, monkeypatch):
+    from perception.train_defect_cnn import distillation_loss
+
+    monkeypatch.setenv("SHOPFLOOR_CACHE", str(tmp_path / "cache"))  # the teacher's INT8 graph is built here
+    tiny = dict(channels=(8, 16, 24, 32, 32), residual_blocks=(0, 0, 0, 0, 0), n_train=128, n_val=32, epochs=1,
+                batch_size=64, workers=1)
+    train_defect_cnn(DefectCNNTrainConfig(seed=1, **tiny), tmp_path / "teacher.pt")
+    cfg = DefectCNNTrainConfig(seed=2, lr=1e-7, init=str(tmp_path / "teacher.pt"), teacher=str(tmp_path / "teacher.pt"),
+                               teacher_views=2, unshuffle=2, **tiny)
+    metrics = train_defect_cnn(cfg, tmp_path / "student.pt")
+    assert metrics["teacher_s"] > 0 and metrics["config"]["teacher"] == str(tmp_path / "teacher.pt")
+    assert len(list((tmp_path / "cache" / "onnx").glob("*-v2-*.int8.onnx"))) == 1  # at the teacher's views
+    student, _ = load_checkpoint(tmp_path / "student.pt")
+    teacher, _ = load_checkpoint(tmp_path / "teacher.pt")
+    assert student.dims.unshuffle == 2 and student.dims.image_size == 96
+    assert torch.allclose(student.features[0].weight, teacher.features[0].weight.repeat_interleave(4, dim=1) / 4,
+                          atol=1e-4)
+    # the loss is zero where the model's verdict is the teacher's and grows as they part
+    target = torch.softmax(torch.randn(16, 7), dim=1)
+    assert float(distillation_loss(target.log(), target)) == pytest.approx(0.0, abs=1e-5)
+    assert float(distillation_loss(torch.zeros(16, 7), target)) > 0.05
+    with pytest.raises(ShopfloorInputError, match="teacher"):
+        train_defect_cnn(DefectCNNTrainConfig(seed=2, image_size=64, unshuffle=2, teacher=str(tmp_path / "teacher.pt"),
+                                              **tiny),
+                         tmp_path / "wrong_size.pt")
+    with pytest.raises(ShopfloorInputError, match="distill_weight"):
+        DefectCNNTrainConfig(distill_weight=1.5)
+
+
 def _shipped_metrics(held_out):
     model, ckpt = load_checkpoint()
     return ckpt, inspection_metrics(held_out.labels, predict_probs(model, held_out.images), ckpt["reject_threshold"])
@@ -153,6 +208,24 @@ def test_shipped_weights_meet_the_quality_bars_at_small_scale(held_out):
     # 2 % false alarm 0.0097 (6 of 617 defects).
     assert m["accuracy"] >= 0.97, m["accuracy"]
     assert m["escape_at_false_alarm"]["defect_escape_rate"] <= 0.015, m["escape_at_false_alarm"]
+
+
+def test_a_station_sets_its_threshold_on_its_own_known_good_parts():
+    """Commissioning: known-good parts under the station's (dim, noisy) light set the reject threshold."""
+    good = render_dataset(1000, SHIPPED_SIZE, HELD_OUT_SEED + 1, EVAL_SHIFT, defect="good")
+    assert (good.labels == 0).all() and len(good) == 1000
+    inspector = CNNInspector(views=1)
+    stored = inspector.reject_threshold
+    commissioning, later = good.images[:600], good.images[600:]
+    threshold = inspector.calibrate(commissioning, false_alarm_target=0.01)
+    assert inspector.reject_threshold == threshold > stored
+    assert (inspector.p_defect(commissioning) >= threshold).mean() <= 0.01
+    # the station's next good parts, measured: 0.018 false alarms (7 of 400) against 0.057 of all 1,000 at
+    # the threshold stored at training, set under the training light
+    later_alarms = sum(v.defect != "good" for v in inspector.verdicts(later)) / len(later)
+    assert later_alarms <= 0.03 and (CNNInspector(views=1).p_defect(later) >= stored).mean() > 2 * later_alarms
+    with pytest.raises(ShopfloorInputError, match=r"50 good parts cannot set a 1.0% .*allowed: at least 100"):
+        inspector.calibrate(good.images[:50], false_alarm_target=0.01)
 
 
 def test_mask_loss_rewards_the_defect_channel_where_the_mask_is():
