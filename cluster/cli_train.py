@@ -185,18 +185,27 @@ def router(
                                                               "the 4 heads); the feed-forward is twice it. A step "
                                                               "costs about (d_model / 64)^2 of the default's.")] = 64,
     layers: Annotated[int, typer.Option(min=1, max=12, help="Graph-attention layers of the encoder.")] = 4,
+    init: Annotated[Path | None, typer.Option(help="Train on from this router checkpoint (of the same size) "
+                                                   "instead of random weights.")] = None,
+    lr: Annotated[float, typer.Option(min=1e-7, max=1.0, help="First learning rate of the REINFORCE phase; it "
+                                                              "falls along a cosine to 2e-5 or to itself if lower.")] = 1e-4,
+    val_instances: Annotated[int, typer.Option(min=3, help="Validation instances (20, 50 and 100 customers in "
+                                                           "turn) that pick the best epoch.")] = 60,
     quick: Annotated[bool, typer.Option("--quick", help="A tiny run (tests, smoke checks): 10-20 customers, "
                                                         "3 epochs of 3 steps.")] = False,
 ) -> None:
     """Train the GNN route planner on generated CVRP instances: imitation of a search's routes, then
-    REINFORCE with POMO's shared baseline."""
+    REINFORCE with POMO's shared baseline. With ``--init``, training goes on from a checkpoint (use
+    ``--expert-instances 0`` to go straight to REINFORCE)."""
     from planning.route_model import RouteModelDims
     from planning.train_router import RouterTrainConfig, quick_config, train_router
 
     dims = RouteModelDims(d_model=d_model, d_ff=2 * d_model, n_layer=layers)
-    cfg = replace(quick_config(seed), dims=dims) if quick else RouterTrainConfig(
+    init_path = None if init is None else str(init)
+    cfg = replace(quick_config(seed), dims=dims, init=init_path) if quick else RouterTrainConfig(
         seed=seed, expert_instances=expert_instances, imitation_epochs=imitation_epochs, epochs=epochs,
-        batches_per_epoch=batches_per_epoch, dims=dims)
+        batches_per_epoch=batches_per_epoch, dims=dims, init=init_path, lr=lr,
+        lr_final=min(RouterTrainConfig.lr_final, lr), n_val=val_instances)
     with StagedProgress() as progress:
         metrics = train_router(cfg, out, progress, command=_command_line())
     table = Table(title=f"route planner, greedy on {cfg.n_val} validation instances")

@@ -89,6 +89,9 @@ class RouterTrainConfig:
     """torch threads (the machines here have 2 cores; use 1 when something else runs beside training)."""
     workers: int | None = None
     """Processes that solve the expert set (default: the CPUs available)."""
+    init: str | None = None
+    """A checkpoint of `shopfloor train router` to start from instead of random weights (training on); its
+    model size must be ``dims``. Its meta is recorded, so a chain of runs stays reproducible."""
 
     def __post_init__(self) -> None:
         for name in ("batches_per_epoch", "rollouts_per_batch", "max_starts", "n_val", "threads",
@@ -195,9 +198,23 @@ def _train(cfg: RouterTrainConfig, out: Path, progress: Progress, command: str) 
     savings = np.array([solution_cost(inst, clarke_wright_savings(inst)) for inst in val])
     model = RouteModel(cfg.dims)
     metrics = {"config": asdict(cfg), "command": command, "history": []}
-    first = {"epoch": 0, "phase": "untrained", **validate(model, val, savings), "time/wall_s": time.perf_counter() - t0}
-    metrics["history"].append(first)  # the untrained model, for scale
+    if cfg.init is not None:
+        start, ckpt = load_router(cfg.init)
+        if start.dims != cfg.dims:
+            raise ShopfloorInputError(f"--init {cfg.init!r} has the model size {asdict(start.dims)}; allowed: a "
+                                      f"checkpoint of this run's size, {asdict(cfg.dims)}.")
+        model.load_state_dict(start.state_dict())
+        metrics["init"] = {"path": cfg.init, **{k: ckpt["meta"].get(k) for k in ("command", "seed", "epoch", "init")}}
+    first = {"epoch": 0, "phase": "untrained" if cfg.init is None else "init", **validate(model, val, savings),
+             "time/wall_s": time.perf_counter() - t0}
+    metrics["history"].append(first)  # the starting model, for scale
     best = np.inf
+    if cfg.init is not None:  # training on keeps the start unless an epoch beats it on validation
+        best = first["val/gap_to_savings"]
+        save_router(out, model, {"command": command, "seed": cfg.seed, "config": asdict(cfg), "epoch": 0,
+                                 "phase": "init", "val/gap_to_savings": best, "complete": False,
+                                 "init": metrics["init"]})
+        metrics["best"] = {"epoch": 0, "val/gap_to_savings": best}
     # (phase, epochs, first learning rate, one step given the optimiser)
     phases: list[tuple[str, int, float, Callable[[torch.optim.Optimizer], dict]]] = []
     if cfg.expert_instances and cfg.imitation_epochs:
@@ -244,9 +261,10 @@ def _train(cfg: RouterTrainConfig, out: Path, progress: Progress, command: str) 
                 best = row["val/gap_to_savings"]
                 last = phase == phases[-1][0] and k == n_epochs
                 save_router(out, model, {"command": command, "seed": cfg.seed, "config": asdict(cfg), "epoch": epoch,
-                                         "phase": phase, "val/gap_to_savings": best, "complete": last})
-            trained = metrics["history"][1:]
-            metrics["best"] = {"epoch": trained[int(np.argmin([r["val/gap_to_savings"] for r in trained]))]["epoch"],
+                                         "phase": phase, "val/gap_to_savings": best, "complete": last,
+                                         "init": metrics.get("init")})
+            ranked = metrics["history"][0 if cfg.init is not None else 1:]  # a random start is never kept
+            metrics["best"] = {"epoch": ranked[int(np.argmin([r["val/gap_to_savings"] for r in ranked]))]["epoch"],
                                "val/gap_to_savings": best}
             metrics["train_s"] = time.perf_counter() - t0
             out.with_suffix(".metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -248,6 +249,22 @@ def test_quick_training_is_seeded_and_writes_metrics_and_a_loadable_checkpoint(t
     for sol, inst in zip(solve_many(loaded, list(INSTANCES.values()), "multistart", polish_s=0.1),
                          INSTANCES.values()):
         validate_solution(inst, sol.routes)
+
+
+def test_training_goes_on_from_a_checkpoint(tmp_path):
+    first = train_router(replace(quick_config(3), epochs=0), tmp_path / "first.pt")  # imitation alone
+    on = train_router(replace(quick_config(4), init=str(tmp_path / "first.pt"), expert_instances=0), tmp_path / "on.pt")
+    # the run starts where the checkpoint's best epoch ended: the same validation gap, then REINFORCE
+    assert on["history"][0]["phase"] == "init" and [r["phase"] for r in on["history"][1:]] == ["reinforce"]
+    assert on["history"][0]["val/gap_to_savings"] == first["best"]["val/gap_to_savings"]
+    _, ckpt = load_router(tmp_path / "on.pt")
+    assert ckpt["meta"]["init"]["path"] == str(tmp_path / "first.pt") and ckpt["meta"]["init"]["seed"] == 3
+    # the start is kept unless an epoch beats it on validation
+    assert on["best"]["val/gap_to_savings"] == min(r["val/gap_to_savings"] for r in on["history"])
+    assert ckpt["meta"]["epoch"] == on["best"]["epoch"] and ckpt["meta"]["complete"]
+    with pytest.raises(ShopfloorInputError, match="has the model size .*allowed: a checkpoint of this run's size"):
+        train_router(replace(quick_config(4), init=str(tmp_path / "first.pt"), dims=RouteModelDims(d_model=32, d_ff=64)),
+                     tmp_path / "wrong.pt")
 
 
 def test_train_router_sets_the_model_size_and_rejects_a_width_the_heads_cannot_split(tmp_path):
