@@ -8,8 +8,8 @@ rendered under the test light with another seed (``CNNInspector.calibrate``), as
 commissioned under its own light. The oracle column reads the ROC curve at 2% false alarms.
 
 Speed: images per second, batched (``--batch``), with two threads, for the torch FP32 model, the ONNX
-FP32 graph and the ONNX INT8 (static QDQ) graph of each checkpoint (by default the shipped CNN), each at every test-time view count (``--views``; one view is the plain CNN,
-more average turned and mirrored copies, each with its own calibrated threshold), measured side by
+FP32 graph and the ONNX INT8 (static QDQ) graph of each checkpoint (by default the shipped CNN), each
+at every test-time view count (``--views``; one view is the plain CNN, more average turned and mirrored copies, each with its own calibrated threshold), measured side by
 side: all run in turn, ``--reps`` rounds, and the median round counts. Also shown, with no bar: the
 first checkpoint under the other shifts (blur, pose, background, everything), and the plain-threshold
 inspector on the held-out set.
@@ -102,8 +102,7 @@ def main() -> None:
             for views in views_list:  # every format at every view count, then timed side by side
                 viewed, vckpt = load_checkpoint(w, views)
                 fp32_path = export_onnx(viewed, Path(tmp) / f"{w.stem}.v{views}.onnx")
-                int8_path = quantize_int8(fp32_path, Path(tmp) / f"{w.stem}.v{views}.int8.onnx", calib,
-                                          float_stem=viewed.dims.unshuffle > 1)
+                int8_path = quantize_int8(fp32_path, Path(tmp) / f"{w.stem}.v{views}.int8.onnx", calib)
 
                 @torch.inference_mode()
                 def torch_probs(images, viewed=viewed):

@@ -83,15 +83,11 @@ def defect_cnn(
 
     if quick:
         n_train, n_val, epochs = 600, 100, 1
-    for option, shift in (("--train-shift", train_shift), ("--val-shift", val_shift)):
-        if shift not in ("randomized", "randomized_harsh"):
-            raise ShopfloorInputError(f"{option} {shift!r} is invalid; allowed: randomized, randomized_harsh.")
     widths = _int_list("--channels", channels, DefectCNNTrainConfig().channels, "16,32,96,128,128")
     blocks = _int_list("--residual-blocks", residual_blocks, DefectCNNTrainConfig().residual_blocks, "0,1,2,1,0")
     cfg = DefectCNNTrainConfig(seed=seed, image_size=image_size, channels=widths, residual_blocks=blocks,
                                n_train=n_train, n_val=n_val, epochs=epochs, lr=lr, train_shift=train_shift,
-                               val_shift=val_shift,
-                               init=None if init is None else str(init), views=views, bf16=bf16,
+                               val_shift=val_shift, init=None if init is None else str(init), views=views, bf16=bf16,
                                unshuffle=unshuffle, teacher=None if teacher is None else str(teacher),
                                teacher_views=teacher_views, distill_weight=distill_weight)
     with StagedProgress() as progress:
@@ -114,8 +110,7 @@ def clip(
         "perception/weights/parts_clip"),
     defect_cnn: Annotated[str, typer.Option(
         help="Defect CNN checkpoint whose convolutions start (and stay locked in) the image tower; "
-             "'shipped' is the fast CNN, perception/weights/defect_cnn_fast.pt; 'none' trains the tower from "
-             "scratch.")] = "shipped",
+             "'shipped' is perception/weights/defect_cnn.pt, 'none' trains the tower from scratch.")] = "shipped",
     n_train: Annotated[int | None, typer.Option(min=2, help="Rendered training parts (twin pairs count as two); "
                                                           "default: the recipe's.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Default: the recipe's.")] = None,

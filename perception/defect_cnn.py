@@ -146,8 +146,18 @@ class DefectCNN(nn.Module):
         return self.head(self.feature_map(x).amax(dim=(2, 3)))
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The last conv layer's grid (n, width, h, w) for images (n, 3, H, W) in [0, 1]."""
-        return feature_map(self.features, x, self.dims.unshuffle)
+        """The last conv layer's grid (n, width, h, w) for images (n, 3, H, W) in [0, 1].
+
+        (Folding the space-to-depth into the first conv, as a 6 x 6 conv of stride 2 over the pixels, gives
+        the same numbers without pixel_unshuffle's 6-d transpose in the ONNX graph; measured here, the INT8
+        graph ran no faster, 79 ms for that conv against 27 + 57 for conv and transpose per 256 images.)"""
+        return self.features(self.stem_input(x))
+
+    def stem_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the first conv layer's weights apply to: the standardised image, space-to-depth by
+        ``dims.unshuffle``."""
+        x, u = standardize(x), self.dims.unshuffle
+        return F.pixel_unshuffle(x, u) if u > 1 else x
 
     def logits_and_segments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits (n, n_classes) and defect-type logits per cell of the last feature grid
@@ -162,21 +172,6 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
     mean = x.mean(dim=(2, 3), keepdim=True)
     std = x.std(dim=(2, 3), keepdim=True)
     return (x - mean) / (std + 1e-3)
-
-
-def stem_input(x: torch.Tensor, unshuffle: int) -> torch.Tensor:
-    """What the first conv layer's weights apply to: the standardised image, space-to-depth by ``unshuffle``."""
-    x = standardize(x)
-    return F.pixel_unshuffle(x, unshuffle) if unshuffle > 1 else x
-
-
-def feature_map(features: nn.Sequential, x: torch.Tensor, unshuffle: int) -> torch.Tensor:
-    """The last conv layer's grid of ``features`` (a DefectCNN's, or a CLIP trunk's copy) for images in [0, 1].
-
-    (Folding the space-to-depth into the first conv, as a 6 x 6 conv of stride 2 over the pixels, gives the
-    same numbers without pixel_unshuffle's 6-d transpose in the ONNX graph; measured here, the INT8 graph
-    ran no faster, 79 ms for that conv against 27 + 57 for conv and transpose per 256 images.)"""
-    return features(stem_input(x, unshuffle))
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
@@ -356,7 +351,9 @@ class CNNInspector:
         (under the benchmark's dim, noisy light, a threshold for 1% on validation rejected 2.6%). Returns it."""
         from perception.metrics import threshold_for_false_alarm
 
-        if len(good_images) < 1 / max(false_alarm_target, 1e-9):
+        if not 0.0 < false_alarm_target < 1.0:
+            raise ShopfloorInputError(f"false_alarm_target={false_alarm_target} is invalid; allowed: 0 < target < 1.")
+        if len(good_images) < 1 / false_alarm_target:
             raise ShopfloorInputError(f"{len(good_images)} good parts cannot set a {false_alarm_target:.1%} false-alarm "
                                       f"rate; allowed: at least {int(np.ceil(1 / false_alarm_target))}.")
         self.reject_threshold = threshold_for_false_alarm(self.p_defect(good_images), false_alarm_target)

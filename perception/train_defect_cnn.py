@@ -121,6 +121,10 @@ class DefectCNNTrainConfig:
                                       f"{len(DefectCNNDims().layers)} ints >= 1, one per conv layer.")
         DefectCNNDims(residual_blocks=self.residual_blocks, image_size=self.image_size,
                       unshuffle=self.unshuffle)  # checks them
+        for name in ("train_shift", "val_shift"):  # the domain-randomised ranges; EVAL_SHIFT is the benchmark's
+            if getattr(self, name) not in ("randomized", "randomized_harsh"):
+                raise ShopfloorInputError(f"{name}={getattr(self, name)!r} is invalid; allowed: randomized, "
+                                          "randomized_harsh.")
         check_views(self.views)
         check_views(self.teacher_views)
         if not 0.0 <= self.distill_weight <= 1.0:

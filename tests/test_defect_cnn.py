@@ -138,9 +138,9 @@ def test_space_to_depth_starts_from_a_cnn_without_it():
     with torch.no_grad():
         # standardising commutes with 2 x 2 averaging up to the spread, which the first BN's scale absorbs
         # only approximately, so compare the first layer's output on the averaged, standardised image
-        from perception.defect_cnn import standardize, stem_input
+        from perception.defect_cnn import standardize
         expected = coarse.features[0](torch.nn.functional.avg_pool2d(standardize(images), 2))
-        assert torch.allclose(fine.features[0](stem_input(images, 2)), expected, atol=1e-5)
+        assert torch.allclose(fine.features[0](fine.stem_input(images)), expected, atol=1e-5)
         assert fine(images).shape == (4, 7)
     with pytest.raises(ShopfloorInputError, match="the same unshuffle or 1"):
         grow_state_dict(fine, DefectCNN(DefectCNNDims(layers=layers, residual_blocks=(0, 1, 0, 0, 0), image_size=96,
@@ -178,6 +178,23 @@ def test_distillation_trains_on_the_teachers_verdicts(tmp_path, monkeypatch):
                          tmp_path / "wrong_size.pt")
     with pytest.raises(ShopfloorInputError, match="distill_weight"):
         DefectCNNTrainConfig(distill_weight=1.5)
+    with pytest.raises(ShopfloorInputError, match="val_shift='dusk' is invalid; allowed: randomized, randomized_harsh"):
+        DefectCNNTrainConfig(val_shift="dusk")
+    # INT8: the student's space-to-depth stem stays in float (int16 pair sums saturate there without
+    # VNNI); the teacher's 3-channel stem is quantized like every other conv
+    calibration = render_dataset(32, 96, 5, "randomized", workers=1).images
+    for name, model, float_stem in (("student", student, True), ("teacher", teacher, False)):
+        int8 = quantize_int8(export_onnx(model, tmp_path / f"{name}.onnx"), tmp_path / f"{name}.int8.onnx", calibration)
+        assert _first_conv_weights_are_float(int8) == float_stem, name
+
+
+def _first_conv_weights_are_float(path: Path) -> bool:
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    stem = next(node for node in graph.node if node.op_type == "Conv")
+    return made_by.get(stem.input[1]) != "DequantizeLinear"
 
 
 def _shipped_metrics(held_out):
@@ -226,6 +243,8 @@ def test_a_station_sets_its_threshold_on_its_own_known_good_parts():
     assert later_alarms <= 0.03 and (CNNInspector(views=1).p_defect(later) >= stored).mean() > 2 * later_alarms
     with pytest.raises(ShopfloorInputError, match=r"50 good parts cannot set a 1.0% .*allowed: at least 100"):
         inspector.calibrate(good.images[:50], false_alarm_target=0.01)
+    with pytest.raises(ShopfloorInputError, match="false_alarm_target=0 is invalid"):
+        inspector.calibrate(good.images, false_alarm_target=0)
 
 
 def test_mask_loss_rewards_the_defect_channel_where_the_mask_is():
