@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from environments.parts import DEFECT_TYPES  # noqa: E402
 from perception.clip_model import DEFAULT_VIEWS, LOCAL_DIR, WEIGHTS_DIR, RetrievalIndex, load_clip  # noqa: E402
 from perception.datasets import EVAL_SHIFT, render_dataset  # noqa: E402
-from perception.defect_cnn import SHIPPED_CNN  # noqa: E402
+from perception.defect_cnn import SHIPPED_CNN_64PX  # noqa: E402
 from perception.train_clip import (BENCH_SEEDS, HELD_OUT, RETRIEVAL_QUERIES, retrieval_report,  # noqa: E402
                                    render_combos, zero_shot_report)
 
@@ -86,7 +86,7 @@ def main() -> None:
               f"{train['timings_s']['train']:.0f} s + eval {train['timings_s']['evaluate']:.0f} s; load "
               f"{m['load_avg_1min_start']}->{m['load_avg_1min_end']}) | {total_min:.1f} min | <= 20 min | "
               f"{'yes' if total_min <= 20 else 'NO'} |")
-    cnn_metrics = SHIPPED_CNN.with_suffix(".metrics.json")
+    cnn_metrics = SHIPPED_CNN_64PX.with_suffix(".metrics.json")
     if train and train["config"].get("vision_init") == "shipped" and cnn_metrics.is_file():
         cnn = json.loads(cnn_metrics.read_text())
         print(f"| the defect CNN it starts from: `{cnn['command']}` (render + train) | "

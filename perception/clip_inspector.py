@@ -10,6 +10,7 @@ import numpy as np
 
 from environments.plant import reject_flags
 from perception.clip_model import PartsCLIP
+from perception.metrics import station_threshold
 
 
 class CLIPInspector:
@@ -27,6 +28,12 @@ class CLIPInspector:
 
     def p_defect(self, images: np.ndarray) -> np.ndarray:
         return 1.0 - self.class_probs(images)[:, 0] if len(images) else np.zeros(0)
+
+    def calibrate(self, good_images: np.ndarray, false_alarm_target: float = 0.01) -> float:
+        """Set the reject threshold from known-good parts seen at this station (``metrics.station_threshold``)
+        and return it."""
+        self.reject_threshold = station_threshold(self.p_defect(good_images), false_alarm_target)
+        return self.reject_threshold
 
     def act(self, observation: dict) -> np.ndarray:
         return reject_flags(observation, self.p_defect, self.max_parts, self.reject_threshold)

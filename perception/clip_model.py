@@ -85,7 +85,8 @@ import torch.nn.functional as F
 
 from environments.errors import ShopfloorInputError
 from environments.parts import DEFECT_TYPES, PART_TYPES
-from perception.defect_cnn import VIEW_ORDER, DefectCNN, check_views, load_checkpoint, standardize, view
+from perception.defect_cnn import (SHIPPED_CNN_64PX, VIEW_ORDER, DefectCNN, check_views, load_checkpoint, standardize,
+                                   view)
 
 MODEL_NAME = "shopfloor-parts-clip"
 WEIGHTS_DIR = Path(__file__).parent / "weights" / "parts_clip"
@@ -227,12 +228,13 @@ def register_timm_tower() -> None:
 
 
 def load_defect_features(model: torch.nn.Module, cnn_checkpoint: str | os.PathLike | None = None) -> None:
-    """Copy a trained defect CNN's convolutions (the shipped one by default) into a CLIP's DefectTrunk."""
+    """Copy a trained defect CNN's convolutions into a CLIP's DefectTrunk; by default the shipped 64 px CNN's
+    (``defect_cnn.SHIPPED_CNN_64PX``: CLIP sees parts at 64 px)."""
     trunk = getattr(model.visual, "trunk", None)
     if not isinstance(trunk, DefectTrunk):
         raise ShopfloorInputError("this CLIP's vision tower is not the defect-CNN trunk; allowed: a model built "
                                   "with vision 'defect-cnn-trunk'.")
-    cnn, _ = load_checkpoint(cnn_checkpoint)
+    cnn, _ = load_checkpoint(SHIPPED_CNN_64PX if cnn_checkpoint is None else cnn_checkpoint)
     try:
         trunk.features.load_state_dict(cnn.features.state_dict())
     except RuntimeError as e:

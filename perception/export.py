@@ -26,17 +26,42 @@ from perception.datasets import render_dataset
 from perception.defect_cnn import DefectCNN
 
 
-def export_onnx(model: DefectCNN, path: str | os.PathLike, opset: int = 17) -> Path:
-    """Write the model as ONNX with a dynamic batch axis. Returns the path."""
+def export_module(module: torch.nn.Module, example: torch.Tensor, path: str | os.PathLike, input_name: str = "images",
+                  output_name: str = "logits", opset: int = 17) -> Path:
+    """Write an eval-mode module of one tensor as ONNX, its first axis dynamic. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():  # the TorchScript exporter is deprecated but still the
+        warnings.simplefilter("ignore")                 # simplest for a plain CNN
+        torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=[output_name],
+                          dynamic_axes={input_name: {0: "n"}, output_name: {0: "n"}}, opset_version=opset,
+                          dynamo=False)
+    return path
+
+
+def ort_session(path: str | os.PathLike, threads: int = 2, spin: bool = True):
+    """An onnxruntime CPU session. threads: intra-op threads; spin: whether idle threads busy-wait for
+    work, which is fastest alone on the cores and steals them from other processes (the plant's other actors)."""
+    import onnxruntime as ort
+
+    if not Path(path).is_file():
+        raise ShopfloorInputError(f"ONNX model {str(path)!r} does not exist; allowed: a file written by export_onnx.")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise ShopfloorInputError(f"{str(path)!r} is not a valid ONNX model ({str(e).splitlines()[0][:120]}).") from None
+
+
+def export_onnx(model: DefectCNN, path: str | os.PathLike, opset: int = 17) -> Path:
+    """Write the model as ONNX with a dynamic batch axis. Returns the path."""
     size = model.dims.image_size
-    example = torch.rand(2, 3, size, size)
     model = model.eval().to(memory_format=torch.contiguous_format)
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but still the simplest for a plain CNN
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "n"}, "logits": {0: "n"}}, opset_version=opset, dynamo=False)
+    path = export_module(model, torch.rand(2, 3, size, size), path, opset=opset)
     model.to(memory_format=torch.channels_last)
     return path
 
@@ -117,21 +142,8 @@ class OnnxClassifier:
     """Class probabilities from an ONNX defect CNN (FP32 or INT8) with onnxruntime on the CPU."""
 
     def __init__(self, path: str | os.PathLike, threads: int = 2, spin: bool = True):
-        """threads: onnxruntime's intra-op threads; spin: whether idle threads busy-wait for work, which
-        is fastest alone on the cores and steals them from other processes (the plant's other actors)."""
-        import onnxruntime as ort
-
-        if not Path(path).is_file():
-            raise ShopfloorInputError(f"ONNX model {str(path)!r} does not exist; allowed: a file written by export_onnx.")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        if not spin:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise ShopfloorInputError(f"{str(path)!r} is not a valid ONNX model ({str(e).splitlines()[0][:120]}).") from None
+        """threads, spin: see ``ort_session``."""
+        self.session = ort_session(path, threads, spin)
 
     def class_probs(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         out = []

@@ -16,15 +16,17 @@ of an image is spread uniformly over all captions in the batch that are true of 
 of a caption over all images it is true of (the diagonal pair is always among them). With complete
 captions the loss is CLIP's.
 
-Why 216,000 parts under ``randomized_harsh`` light: the defect CNN under the tower trains on that
-light, and the benchmark's light is harsher still. Measured on the same trunk (benchmarks/RESULTS.md):
+Why 144,000 parts under ``randomized_harsh`` light, six epochs: the defect CNN under the tower trains on
+that light, and the benchmark's light is harsher still. Measured on an older trunk (benchmarks/RESULTS.md):
 36,000 parts under uniform light gave 0.767 zero-shot accuracy on the held-out combinations and 0.672
-Recall@10; 108,000 gave 0.776 and 0.694; 108,000 under the harsh light 0.786 and 0.749 (6.5 minutes);
-216,000 under it 0.794 and 0.786, in 15 minutes of the 20 the issue allows. On the defect CNN with
-residual blocks (0,1,2,1,0; 2026-11-25) the same recipe gives 0.954 and 0.842 with four views (0.931 and
-0.804 with one) in 16.0 minutes. Running that trunk once over the training images takes ~4 of them in
-bfloat16 (``bf16``). In float32 the previous trunk, with 0.6x the multiply-adds, took ~6; this one would
-take ~10 and the run ~22 (an estimate from the ratio, not a run).
+Recall@10; 108,000 gave 0.776 and 0.694; 108,000 under the harsh light 0.786 and 0.749; 216,000 under it
+0.794 and 0.786. On the 64 px defect CNN with residual blocks (``defect_cnn.SHIPPED_CNN_64PX``), 216,000
+parts and six epochs gave 0.954 and 0.842, in 16 minutes on a Xeon with bfloat16 but ~30 on the AMD EPYC
+(AVX2, no bfloat16) this was last trained on. There (2026-12-07), in float32: 216,000 parts and two epochs
+ran 17.9 minutes for 0.949 and 0.764; 144,000 and six epochs 19.7 minutes for 0.948 and 0.822. Retrieval
+needs the steps more than the parts. The locked trunk runs once over the training parts
+(``locked_trunk_pass``), and a step costs ~90 ms: the head's convolution, the text tower on captions cut
+to their length (``encode_captions``), and tokens cached by word (``CaptionTokens``).
 
 Why the captions name attributes partially: the retrieval queries name one to four attributes, and
 the zero-shot prompts name a state word and a noun; the text tower only learns what its captions say.
@@ -36,6 +38,7 @@ import json
 import math
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -53,6 +56,7 @@ from perception.clip_model import (CONFIG_FILE, DEFECT_STATES, GENERIC_NOUNS, IM
                                    DefectTrunk, PartsCLIP, RetrievalIndex, article, build_model, fill_template,
                                    load_clip, load_defect_features, save_local_dir, state_phrase)
 from perception.datasets import EVAL_SHIFT, PartsData, item_plan, parse_shift, render_dataset
+from perception.export import export_module, ort_session
 from perception.train_defect_cnn import dihedral, native_bf16
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -69,7 +73,7 @@ class CLIPTrainConfig:
     """The training recipe; the defaults reproduce the shipped weights (``COMMAND``)."""
 
     seed: int = 0
-    n_train: int = 216_000
+    n_train: int = 144_000
     n_val: int = 1_400
     n_val_held_out: int = 700
     epochs: int = 6
@@ -84,7 +88,8 @@ class CLIPTrainConfig:
     val_shift: str = "randomized"  # validation never uses the benchmark's EVAL_SHIFT
     vision: str = VISION_TOWER  # a key of clip_model.VISION_CHOICE
     # the defect CNN checkpoint whose convolutions initialise and lock the "defect-cnn-trunk" tower
-    # (LiT): "shipped" is perception/weights/defect_cnn.pt; None trains the tower from scratch, end to end
+    # (LiT): "shipped" is perception/weights/defect_cnn_64px.pt (the shipped CNN's 64 px run: CLIP sees 64 px
+    # parts); None trains the tower from scratch, end to end
     vision_init: str | None = "shipped"
     embed_dim: int = 128
     text_width: int = 64
@@ -420,6 +425,54 @@ def _to_input(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torc
     return (x - mean) / std
 
 
+class CaptionTokens:
+    """open_clip's token ids of a caption, from ids cached per whitespace-separated word.
+
+    Tokenizing a caption whole costs ~0.25 ms (text repair, regular expressions), and the recipe's
+    captions are new nearly every time (``caption_variant``), which was ~20 ms of each training step.
+    Its words are few, and the tokenizer splits at whitespace before anything else, so the ids of the
+    words joined are the ids of the caption (checked against the tokenizer in the tests).
+    """
+
+    def __init__(self, tokenizer):
+        if getattr(tokenizer, "reduction_fn", None) is not None or not hasattr(tokenizer, "encode"):
+            raise ShopfloorInputError("CaptionTokens needs open_clip's SimpleTokenizer with plain truncation.")
+        self.tokenizer, self.words = tokenizer, {}
+
+    def __call__(self, caption: str) -> torch.Tensor:
+        t = self.tokenizer
+        ids = [t.sot_token_id]
+        for word in caption.split():
+            if word not in self.words:
+                self.words[word] = t.encode(word)
+            ids += self.words[word]
+        ids = ids[:t.context_length - 1] + [t.eot_token_id]
+        out = torch.zeros(t.context_length, dtype=torch.long)
+        out[:len(ids)] = torch.tensor(ids)
+        return out
+
+
+def encode_captions(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text(tokens)``, with the padding after the batch's longest caption cut off first.
+
+    The text tower is causal and pools at the end-of-text token, so the padding after it changes nothing
+    (the same embeddings to float precision, tested), and the recipe's captions fill under half of the 32
+    positions, so the text tower's steps cost less than half as much.
+    """
+    n = int((tokens != 0).sum(dim=1).max())
+    if n >= tokens.shape[1] or model.attn_mask is None or model.text_pool_type != "argmax":
+        return model.encode_text(tokens)
+    tokens = tokens[:, :n]
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:n].to(cast)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:n, :n]))
+    x = x[torch.arange(len(x)), tokens.argmax(dim=-1)]  # the end-of-text token has the largest id
+    projection = model.text_projection
+    if projection is None:
+        return x
+    return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+
+
 def _optimizers(model: torch.nn.Module, cfg: CLIPTrainConfig) -> list[torch.optim.Optimizer]:
     """SparseAdam for the token table (only used rows move), AdamW for the rest (no decay on gains/biases)."""
     model.token_embedding.sparse = True
@@ -431,6 +484,45 @@ def _optimizers(model: torch.nn.Module, cfg: CLIPTrainConfig) -> list[torch.opti
     return [torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr),
             torch.optim.SparseAdam([model.token_embedding.weight], lr=cfg.lr)]
+
+
+class _TrunkFeatures(torch.nn.Module):
+    """``DefectTrunk.trunk_features`` as a module of its own, for the ONNX exporter."""
+
+    def __init__(self, trunk: DefectTrunk):
+        super().__init__()
+        self.trunk = trunk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk.trunk_features(x)
+
+
+def locked_trunk_pass(trunk: DefectTrunk, images: np.ndarray, mean: torch.Tensor, std: torch.Tensor,
+                      g: torch.Generator, cfg: CLIPTrainConfig, batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """The locked trunk's feature maps (float16) and colour statistics of every training image, each image
+    in one random orientation of the square (drawn from ``g``).
+
+    Where the CPU has native bfloat16 (``cfg.bf16``), torch runs the trunk under bfloat16 autocast;
+    otherwise onnxruntime runs it in float32 from a graph exported here, with the same features to 1e-5
+    and faster than torch: 596 against 365 images/s at 64 px (AMD EPYC, AVX2, two threads, 2026-12-07),
+    which is ~6 minutes less on the recipe's 216,000 parts.
+    """
+    trunk.features.eval()
+    bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
+    batches = (dihedral(_to_input(images[a:a + batch_size], mean, std), g) for a in range(0, len(images), batch_size))
+    if bf16:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            cached = [(trunk.trunk_features(x.contiguous(memory_format=torch.channels_last)).half(),
+                       trunk.colour_stats(x)) for x in batches]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            size = images.shape[1]
+            session = ort_session(export_module(_TrunkFeatures(trunk).eval(), torch.rand(2, 3, size, size),
+                                                Path(tmp) / "trunk.onnx"), cfg.threads)
+        with torch.inference_mode():
+            cached = [(torch.from_numpy(session.run(None, {"images": x.numpy()})[0]).half(), trunk.colour_stats(x))
+                      for x in batches]
+    return torch.cat([c[0] for c in cached]), torch.cat([c[1] for c in cached])
 
 
 def fit(model: torch.nn.Module, tokenizer, images: np.ndarray, specs: Sequence[PartSpec], cfg: CLIPTrainConfig,
@@ -461,22 +553,14 @@ def fit(model: torch.nn.Module, tokenizer, images: np.ndarray, specs: Sequence[P
     steps_per_epoch = max(1, n // cfg.batch_size)  # drop the ragged last batch: every step sees a full batch
     total = cfg.epochs * steps_per_epoch
     warmup = max(1, int(cfg.warmup_frac * total))
-    token_cache: dict[str, torch.Tensor] = {}
+    caption_tokens = CaptionTokens(tokenizer)
     max_scale = math.log(100.0)
     history = []
     step = 0
     trunk = getattr(model.visual, "trunk", None)
     locked = isinstance(trunk, DefectTrunk) and not any(p.requires_grad for p in trunk.features.parameters())
     if locked:
-        trunk.features.eval()
-        bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            cached = [(trunk.trunk_features(x).half(), trunk.colour_stats(x)) for x in (
-                dihedral(_to_input(images[a:a + 512], mean, std), g).contiguous(memory_format=torch.channels_last)
-                for a in range(0, n, 512))]
-        cached_features = torch.cat([c[0] for c in cached])
-        cached_stats = torch.cat([c[1] for c in cached])
-        del cached
+        cached_features, cached_stats = locked_trunk_pass(trunk, images, mean, std, g, cfg)
     for epoch in range(cfg.epochs):
         model.train()
         if pairs:  # items 2k and 2k + 1 are twins (one scene, two defects): keep them in one batch
@@ -495,10 +579,7 @@ def fit(model: torch.nn.Module, tokenizer, images: np.ndarray, specs: Sequence[P
             caps = [caption_variant(specs[i], rng, cfg.canonical_caption_frac) for i in idx]
             texts = [c[0] for c in caps]
             unique, inverse = np.unique(texts, return_inverse=True)  # encode each distinct caption once
-            for t in unique:
-                if t not in token_cache:
-                    token_cache[t] = tokenizer([t])[0]
-            tokens = torch.stack([token_cache[t] for t in unique])
+            tokens = torch.stack([caption_tokens(t) for t in unique])
             positives = torch.from_numpy(matches(codes[idx], np.stack([constraint_mask(c[1]) for c in caps])))
             if locked:
                 trunk.features.eval()  # its batch-norm statistics stay the CNN's
@@ -506,7 +587,7 @@ def fit(model: torch.nn.Module, tokenizer, images: np.ndarray, specs: Sequence[P
             else:
                 x = dihedral(_to_input(images[idx], mean, std), g).contiguous(memory_format=torch.channels_last)
                 img = F.normalize(model.encode_image(x), dim=-1)
-            txt = F.normalize(model.encode_text(tokens), dim=-1)[torch.from_numpy(inverse)]
+            txt = F.normalize(encode_captions(model, tokens), dim=-1)[torch.from_numpy(inverse)]
             loss = multi_positive_clip_loss(model.logit_scale.exp() * img @ txt.T, positives)
             for opt in opts:
                 opt.zero_grad(set_to_none=True)

@@ -16,11 +16,12 @@ from environments.parts import DEFECT_TYPES, PART_TYPES, sample_spec
 from perception.clip_model import (CONFIG_FILE, MODEL_NAME, WEIGHTS_DIR, WEIGHTS_FILE, PartsCLIP, RetrievalIndex,
                                    build_model, defect_prompts, load_clip, load_defect_features, register_model_config,
                                    save_local_dir)
-from perception.defect_cnn import DefectCNN, load_checkpoint, save_checkpoint
+from perception.defect_cnn import SHIPPED_CNN_64PX, DefectCNN, load_checkpoint, save_checkpoint
 from perception.datasets import EVAL_SHIFT, render_dataset
-from perception.train_clip import (BENCH_SEEDS, HELD_OUT, RETRIEVAL_QUERIES, CLIPTrainConfig, caption_variant,
-                                   constraint_mask, matches, render_combos, render_twins, retrieval_report,
-                                   dataset_seeds, spec_codes, train_clip, zero_shot_report)
+from perception.train_clip import (BENCH_SEEDS, HELD_OUT, RETRIEVAL_QUERIES, CaptionTokens, CLIPTrainConfig,
+                                   caption_variant, constraint_mask, dataset_seeds, encode_captions, matches,
+                                   render_combos, render_twins, retrieval_report, spec_codes, train_clip,
+                                   zero_shot_report)
 
 torch.set_num_threads(2)
 
@@ -155,6 +156,19 @@ def test_shipped_weights_are_small_and_load_through_open_clip(shipped):
     assert shipped.image_size == (64, 64)
 
 
+def test_shipped_image_tower_starts_from_the_shipped_64px_defect_cnn(shipped):
+    """`shopfloor train clip --seed 0` reproduces the shipped CLIP from shipped files: its locked convolutions
+    are the 64 px defect CNN's (stored in float16), and that CNN records the command that made it."""
+    assert SHIPPED_CNN_64PX.stat().st_size <= 10 * 2**20
+    cnn, ckpt = load_checkpoint(SHIPPED_CNN_64PX)
+    assert cnn.dims.image_size == 64 == shipped.image_size[0]
+    assert ckpt["meta"]["command"].startswith("shopfloor train defect-cnn") and ckpt["meta"]["complete"]
+    trunk = shipped.model.visual.trunk.features.state_dict()
+    for key, value in cnn.features.state_dict().items():
+        if value.is_floating_point():
+            assert torch.equal(trunk[key].float(), value.half().float()), key
+
+
 def test_image_embeddings_average_the_views_and_a_turned_part_embeds_as_it_was(shipped):
     images = render_dataset(8, 64, 4_242, "randomized").images
     turned = np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2)))
@@ -266,3 +280,21 @@ def test_recipe_rejects_an_unknown_imaging_condition_before_rendering():
     res = subprocess.run([sys.executable, "-m", "cluster.cli", "train", "clip", "--train-shift", "dusk"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "shift 'dusk' is invalid" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_training_shortcuts_give_what_open_clip_gives():
+    """The steps tokenize captions word by word (cached) and cut the padding before the text tower; both must
+    equal open_clip's own tokenizer and encode_text."""
+    tokenizer = open_clip.get_tokenizer("", context_length=32)
+    rng = np.random.default_rng(3)
+    specs = [sample_spec(rng) for _ in range(400)]
+    captions = [caption_variant(s, rng)[0] for s in specs] + [s.caption() for s in specs[:50]] + ["a " * 40]
+    tokens = tokenizer(captions)
+    words = CaptionTokens(tokenizer)
+    assert torch.equal(torch.stack([words(c) for c in captions]), tokens)
+    model = build_model()
+    with torch.no_grad():
+        short = tokens[:64]  # captions of at most ~18 tokens: the cut applies
+        assert int((short != 0).sum(dim=1).max()) < 32
+        torch.testing.assert_close(encode_captions(model, short), model.encode_text(short), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(encode_captions(model, tokens), model.encode_text(tokens))  # a full-length one
