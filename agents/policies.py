@@ -10,10 +10,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
+import numpy as np
+
 from environments.errors import ShopfloorInputError
+from environments.parts import shifted
 from environments.plant import ShopfloorPlant
+from environments.scenario import Scenario
 from perception.clip_inspector import CLIPInspector
 from perception.clip_model import load_clip
+from perception.datasets import render_dataset
 from perception.defect_cnn import CNNInspector
 from planning.baselines.dispatchers import NearestNeighbourDispatcher, SavingsDispatcher
 from planning.baselines.inspection import ThresholdInspector
@@ -63,19 +68,45 @@ def make_controller(unit: str, plant: ShopfloorPlant) -> Controller:
             return SavingsDispatcher(plant.fleet, route_planner=gnn_route_planner(path or None),
                                      **agents.dispatch.batching())
     elif unit == "inspection":
-        threshold = agents.inspection.reject_threshold
-        if policy == "threshold":
+        return _inspector(policy, plant)
+    _not_available(unit, policy)
+
+
+COMMISSIONING_SEED = 20_261_207
+"""Dataset seed of the known-good parts a station is commissioned on (no training, test or plant set uses it)."""
+
+
+def station_good_parts(sc: Scenario, n: int) -> np.ndarray:
+    """``n`` known-good parts of the line's part types, rendered under the station's camera conditions."""
+    shift = f"shifted:all@{sc.inspection.image_shift}" if sc.inspection.image_shift > 0 else "nominal"
+    return render_dataset(n, sc.inspection.image_size, COMMISSIONING_SEED, shift, part_types=sc.inspection.part_types,
+                          defect="good", workers=1).images
+
+
+def _inspector(policy: str, plant: ShopfloorPlant) -> Controller:
+    """The inspection controller; commissioned on the station's own known-good parts when the scenario asks."""
+    sc = plant.scenario
+    cfg = sc.agents.inspection
+    threshold, target = cfg.reject_threshold, cfg.commission_false_alarm
+    if policy == "threshold":
+        if target is None:  # calibrated under nominal light for 2% false alarms, as the baseline always was
             return ThresholdInspector.calibrated(
                 part_types=sc.inspection.part_types, image_size=sc.inspection.image_size,
                 max_parts=plant.max_parts_per_tick, reject_threshold=0.5 if threshold is None else threshold)
-        kind, _, path = policy.partition(":")
-        if kind == "cnn":
-            return CNNInspector(path or None, plant.max_parts_per_tick, threshold, views=agents.inspection.views,
-                                runtime=agents.inspection.runtime)
-        if kind == "clip":
-            return CLIPInspector(load_clip(f"local-dir:{path}" if path else None), plant.max_parts_per_tick,
-                                 threshold)
-    _not_available(unit, policy)
+        return ThresholdInspector.calibrated(
+            part_types=sc.inspection.part_types, image_size=sc.inspection.image_size, max_parts=plant.max_parts_per_tick,
+            false_alarm_target=target, n_good=cfg.commission_parts, shift=shifted("all", sc.inspection.image_shift))
+    kind, _, path = policy.partition(":")
+    if kind == "cnn":
+        inspector = CNNInspector(path or None, plant.max_parts_per_tick, threshold, views=cfg.views,
+                                 runtime=cfg.runtime)
+    elif kind == "clip":
+        inspector = CLIPInspector(load_clip(f"local-dir:{path}" if path else None), plant.max_parts_per_tick, threshold)
+    else:
+        _not_available("inspection", policy)
+    if target is not None:
+        inspector.calibrate(station_good_parts(sc, cfg.commission_parts), target)
+    return inspector
 
 
 SHIPPED_ROUTER = Path(__file__).resolve().parents[1] / "planning" / "policies" / "router.pt"

@@ -7,6 +7,7 @@ prints each inspection KPI's mean and 95% confidence interval, plus the paired d
 Usage::
 
     .venv/bin/python benchmarks/inspection_plant.py [--seeds 10] [--scenario scenarios/smart_factory.yaml]
+        [--policies threshold,cnn] [--image-shift S] [--commission none,0.01]
 """
 
 from __future__ import annotations
@@ -66,10 +67,16 @@ def main() -> None:
     ap.add_argument("--scenario", type=Path, default=ROOT / "scenarios" / "smart_factory.yaml")
     ap.add_argument("--policies", default="threshold,cnn")
     ap.add_argument("--image-shift", type=float, default=None, help="Override inspection.image_shift.")
+    ap.add_argument("--commission", default=None,
+                    help="agents.inspection.commission_false_alarm values, comma-separated, 'none' for the stored "
+                         "threshold (e.g. none,0.01: each policy with and without commissioning at the station)")
     args = ap.parse_args()
     sets: dict[str, list[object]] = {"agents.inspection.policy": args.policies.split(",")}
     if args.image_shift is not None:
         sets["inspection.image_shift"] = [args.image_shift]
+    if args.commission is not None:
+        sets["agents.inspection.commission_false_alarm"] = [None if v.strip().lower() == "none" else float(v)
+                                                             for v in args.commission.split(",")]
     compare_in_plant(args.scenario, args.seeds, sets, KPIS, "inspection")
 
 

@@ -117,6 +117,23 @@ class InspectionAgentConfig(AgentConfig):
     clip_views: Literal[1, 2, 4, 8] = Field(1, description="Turned copies of each part CLIP embeds into the history "
                                             "(averaged). 1 keeps a tick inside its deadline; 4 retrieves better "
                                             "(benchmark Recall@10 0.821 against 0.792) at ~4x the embedding time.")
+    commission_false_alarm: float | None = Field(
+        None, gt=0, lt=0.5, description="Commission the station: set the reject threshold on known-good parts "
+        "rendered under this station's camera (inspection.image_shift, part_types) for this false-alarm rate, as a "
+        "line engineer sets a vision sensor on golden samples. None: the threshold stored with the model, which "
+        "was set under the training light (threshold policy: nominal light, 2%).")
+    commission_parts: int = Field(500, ge=100, le=20_000, description="Known-good parts rendered to commission "
+                                  "the station (commission_false_alarm); ~2 s per 500 at 96 px.")
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> InspectionAgentConfig:
+        if self.reject_threshold is not None and self.commission_false_alarm is not None:
+            raise ValueError("reject_threshold and commission_false_alarm both set the reject threshold; allowed: "
+                             "one of them")
+        if self.commission_false_alarm is not None and self.commission_parts * self.commission_false_alarm < 1:
+            raise ValueError(f"commission_parts={self.commission_parts} cannot set a {self.commission_false_alarm} "
+                             f"false-alarm rate; allowed: at least {1 / self.commission_false_alarm:.0f} parts")
+        return self
 
 
 class VoiceAgentConfig(AgentConfig):

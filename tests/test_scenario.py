@@ -79,6 +79,11 @@ MALFORMED = {
     "unknown_part_type": ("name: x\ninspection: {part_types: [gear, sprocket]}\n",
                           ["inspection.part_types", "sprocket", "allowed: gear, plate"]),
     "bad_purity_reference": ("name: x\nline: {purity_reference: 1.7}\n", ["line.purity_reference", "1.7"]),
+    "two_reject_thresholds": ("name: x\nagents:\n  inspection: {policy: cnn, reject_threshold: 0.5, "
+                              "commission_false_alarm: 0.01}\n",
+                              ["agents.inspection", "both set the reject threshold", "allowed: one of them"]),
+    "too_few_commissioning_parts": ("name: x\nagents:\n  inspection: {commission_false_alarm: 0.001, "
+                                    "commission_parts: 500}\n", ["agents.inspection", "allowed: at least 1000"]),
 }
 
 
