@@ -498,14 +498,16 @@ class _TrunkFeatures(torch.nn.Module):
 
 
 def locked_trunk_pass(trunk: DefectTrunk, images: np.ndarray, mean: torch.Tensor, std: torch.Tensor,
-                      g: torch.Generator, cfg: CLIPTrainConfig, batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+                      g: torch.Generator, cfg: CLIPTrainConfig,
+                      batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """The locked trunk's feature maps (float16) and colour statistics of every training image, each image
     in one random orientation of the square (drawn from ``g``).
 
     Where the CPU has native bfloat16 (``cfg.bf16``), torch runs the trunk under bfloat16 autocast;
     otherwise onnxruntime runs it in float32 from a graph exported here, with the same features to 1e-5
-    and faster than torch: 596 against 365 images/s at 64 px (AMD EPYC, AVX2, two threads, 2026-12-07),
-    which is ~6 minutes less on the recipe's 216,000 parts.
+    and faster than torch: 596 against 365 images/s at 64 px (the trunk alone; AMD EPYC, AVX2, two threads,
+    2026-12-07). With the orienting and colour statistics the shipped run's pass took ~410 s for 144,000
+    parts, of the 20 minutes the whole run may take.
     """
     trunk.features.eval()
     bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
