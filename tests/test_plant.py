@@ -114,15 +114,15 @@ def test_a_commissioned_station_holds_its_false_alarm_target_under_its_own_camer
     from perception.datasets import render_dataset
 
     station = {"inspection": {"image_size": 96, "image_shift": 0.5}}
-    later = render_dataset(300, 96, COMMISSIONING_SEED + 1, "shifted:all@0.5", defect="good", workers=1).images
+    later = render_dataset(200, 96, COMMISSIONING_SEED + 1, "shifted:all@0.5", defect="good", workers=1).images
     for policy in ("cnn", "threshold"):
         stored = make_controller("inspection", ShopfloorPlant(small(
             agents={"inspection": {"policy": policy}}, **station)))
         commissioned = make_controller("inspection", ShopfloorPlant(small(
-            agents={"inspection": {"policy": policy, "commission_false_alarm": 0.02, "commission_parts": 300}},
+            agents={"inspection": {"policy": policy, "commission_false_alarm": 0.02, "commission_parts": 150}},
             **station)))
         alarms = (commissioned.p_defect(later) >= commissioned.reject_threshold).mean()
         stored_alarms = (stored.p_defect(later) >= stored.reject_threshold).mean()
-        # measured: cnn 0.007 against 0.31 at its stored threshold; threshold baseline (calibrated under
-        # nominal light) 0.02 against 1.0
-        assert alarms <= 0.05 and stored_alarms >= 0.15, (policy, alarms, stored_alarms)
+        # measured on these 200 parts: cnn 0.005 against 0.33 at its stored threshold; the threshold baseline
+        # (calibrated under nominal light) 0.02 against 1.0
+        assert alarms <= 0.06 and stored_alarms >= 0.15, (policy, alarms, stored_alarms)
