@@ -78,9 +78,16 @@ COMMISSIONING_SEED = 20_261_207
 
 def station_good_parts(sc: Scenario, n: int) -> np.ndarray:
     """``n`` known-good parts of the line's part types, rendered under the station's camera conditions."""
-    shift = f"shifted:all@{sc.inspection.image_shift}" if sc.inspection.image_shift > 0 else "nominal"
-    return render_dataset(n, sc.inspection.image_size, COMMISSIONING_SEED, shift, part_types=sc.inspection.part_types,
-                          defect="good", workers=1).images
+    return _good_parts(sc.inspection.image_size, sc.inspection.image_shift, tuple(sc.inspection.part_types), n)
+
+
+@lru_cache(maxsize=4)
+def _good_parts(size: int, image_shift: float, part_types: tuple[str, ...], n: int) -> np.ndarray:
+    # cached: a study builds the station once per seed, in the same worker processes
+    shift = f"shifted:all@{image_shift}" if image_shift > 0 else "nominal"
+    images = render_dataset(n, size, COMMISSIONING_SEED, shift, part_types=part_types, defect="good", workers=1).images
+    images.flags.writeable = False
+    return images
 
 
 def _inspector(policy: str, plant: ShopfloorPlant) -> Controller:

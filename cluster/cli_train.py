@@ -110,7 +110,8 @@ def clip(
         "perception/weights/parts_clip"),
     defect_cnn: Annotated[str, typer.Option(
         help="Defect CNN checkpoint whose convolutions start (and stay locked in) the image tower; "
-             "'shipped' is perception/weights/defect_cnn_64px.pt (CLIP sees 64 px parts), 'none' trains the tower from scratch.")] = "shipped",
+             "'shipped' is perception/weights/defect_cnn_64px.pt (CLIP sees 64 px parts), 'none' trains the "
+             "tower from scratch.")] = "shipped",
     n_train: Annotated[int | None, typer.Option(min=2, help="Rendered training parts (twin pairs count as two); "
                                                           "default: the recipe's.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Default: the recipe's.")] = None,

@@ -55,8 +55,8 @@ SHIPPED_CNN = WEIGHTS_DIR / "defect_cnn.pt"
 SHIPPED_CNN_64PX = WEIGHTS_DIR / "defect_cnn_64px.pt"
 """The shipped CNN's fourth run, trained on 64 px parts (the shipped one is its fifth, at 96 px): CLIP's image
 tower works at 64 px and starts from these convolutions (``clip_model.load_defect_features``). At 64 px the
-96 px CNN's features gave CLIP 0.893 zero-shot and 0.766 Recall@10 on the benchmark, against 0.954 and
-0.842 from these (benchmarks/RESULTS.md, 2026-12-07). It also serves a 64 px camera (``cnn:<this path>``)."""
+96 px CNN's features gave CLIP 0.893 zero-shot and 0.766 Recall@10 on the benchmark, against 0.948 and
+0.822 from these for the shipped CLIP (benchmarks/RESULTS.md, 2026-12-07). It also serves a 64 px camera (``cnn:<this path>``)."""
 
 
 @dataclass(frozen=True)
