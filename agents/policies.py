@@ -13,7 +13,6 @@ from typing import Any, NoReturn, Protocol
 import numpy as np
 
 from environments.errors import ShopfloorInputError
-from environments.parts import shifted
 from environments.plant import ShopfloorPlant
 from environments.scenario import Scenario
 from perception.clip_inspector import CLIPInspector
@@ -95,16 +94,12 @@ def _inspector(policy: str, plant: ShopfloorPlant) -> Controller:
     sc = plant.scenario
     cfg = sc.agents.inspection
     threshold, target = cfg.reject_threshold, cfg.commission_false_alarm
-    if policy == "threshold":
-        if target is None:  # calibrated under nominal light for 2% false alarms, as the baseline always was
-            return ThresholdInspector.calibrated(
-                part_types=sc.inspection.part_types, image_size=sc.inspection.image_size,
-                max_parts=plant.max_parts_per_tick, reject_threshold=0.5 if threshold is None else threshold)
-        return ThresholdInspector.calibrated(
-            part_types=sc.inspection.part_types, image_size=sc.inspection.image_size, max_parts=plant.max_parts_per_tick,
-            false_alarm_target=target, n_good=cfg.commission_parts, shift=shifted("all", sc.inspection.image_shift))
     kind, _, path = policy.partition(":")
-    if kind == "cnn":
+    if policy == "threshold":  # its golden sample: good parts under nominal light, 2% false alarms
+        inspector = ThresholdInspector.calibrated(
+            part_types=sc.inspection.part_types, image_size=sc.inspection.image_size,
+            max_parts=plant.max_parts_per_tick, reject_threshold=0.5 if threshold is None else threshold)
+    elif kind == "cnn":
         inspector = CNNInspector(path or None, plant.max_parts_per_tick, threshold, views=cfg.views,
                                  runtime=cfg.runtime)
     elif kind == "clip":

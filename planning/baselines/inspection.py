@@ -12,6 +12,7 @@ import functools
 
 import numpy as np
 
+from environments.errors import ShopfloorInputError
 from environments.parts import NOMINAL, RenderShift, render_batch, sample_spec
 from environments.plant import reject_flags
 
@@ -64,8 +65,22 @@ class ThresholdInspector:
     def calibrated(cls, part_types: list[str], image_size: int, max_parts: int, reject_threshold: float = 0.5,
                    false_alarm_target: float = 0.02, n_good: int = 400, shift: RenderShift = NOMINAL,
                    seed: int = 12345) -> ThresholdInspector:
+        """Set on its own golden sample: ``n_good`` good parts rendered under ``shift`` (nominal light)."""
         mean, std, thr = _calibrate(tuple(part_types), image_size, false_alarm_target, n_good, shift, seed)
         return cls(mean, std, thr, max_parts, reject_threshold)
+
+    def calibrate(self, good_images: np.ndarray, false_alarm_target: float = 0.01) -> float:
+        """Commission at a station: refit the good-part statistics and the z-score limit on known-good parts
+        seen under its camera (as `CNNInspector.calibrate` sets the CNN's threshold), and return the reject
+        threshold, 0.5: p(defect) is 0.5 at that limit."""
+        if not 0.0 < false_alarm_target < 1.0:
+            raise ShopfloorInputError(f"false_alarm_target={false_alarm_target} is invalid; allowed: 0 < target < 1.")
+        if len(good_images) * false_alarm_target < 1:
+            raise ShopfloorInputError(f"{len(good_images)} good parts cannot set a {false_alarm_target:.1%} "
+                                      f"false-alarm rate; allowed: at least {int(np.ceil(1 / false_alarm_target))}.")
+        self.good_mean, self.good_std, self.score_threshold = _fit(image_features(good_images), false_alarm_target)
+        self.reject_threshold = 0.5
+        return self.reject_threshold
 
     def reset(self, seed: int | None = None) -> None:
         pass
@@ -89,7 +104,11 @@ def _calibrate(part_types: tuple[str, ...], size: int, false_alarm_target: float
     specs = [sample_spec(rng, defect="good", part_type=part_types[rng.integers(len(part_types))])
              for _ in range(n_good)]
     images, _, _ = render_batch(specs, [seed + k for k in range(n_good)], size, shift)
-    feats = image_features(images)
-    mean, std = feats.mean(axis=0), feats.std(axis=0)
-    z = np.abs((feats - mean) / np.maximum(std, 1e-6)).max(axis=1)
+    return _fit(image_features(images), false_alarm_target)
+
+
+def _fit(good_features: np.ndarray, false_alarm_target: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Good parts' feature mean and spread, and the z-score limit that ``false_alarm_target`` of them pass."""
+    mean, std = good_features.mean(axis=0), np.maximum(good_features.std(axis=0), 1e-6)
+    z = np.abs((good_features - mean) / std).max(axis=1)
     return mean, std, float(np.quantile(z, 1.0 - false_alarm_target))
