@@ -110,16 +110,22 @@ def _committed_ticks(db: Path) -> int:
 
 
 def test_sigkill_the_whole_run_then_resume_gives_identical_kpis(tmp_path):
-    """`shopfloor run` is killed (with its Ray) at a random tick; `--resume` finishes it identically."""
+    """`shopfloor run` is killed (with its Ray) at a random tick; `--resume` finishes it as an unbroken run would.
+
+    The unbroken run is the in-process one (`--local`): with a deadline no tick misses, it gives the Ray
+    run's KPIs (`test_agents_on_ray_give_the_same_run_as_in_process`), and it skips a third Ray start.
+    """
     import random
 
     cli = [sys.executable, "-m", "cluster.cli", "run"]
     sc_file = tmp_path / "sc.yaml"
-    sc_file.write_text("name: crash\nduration_h: 2\nseeds: 1\nfleet: {road: {n_nodes: 36, size_km: 5}, n_vehicles: 2}\n")
-    full = subprocess.run([*cli, str(sc_file), "--out", str(tmp_path / "full")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    # equality, not timing, is under test: a deadline miss on a busy machine would split the runs
+    sc_file.write_text("name: crash\nduration_h: 1\nseeds: 1\ndeadline_ms: 5000\n"
+                       "fleet: {road: {n_nodes: 36, size_km: 5}, n_vehicles: 2}\n")
+    full = subprocess.run([*cli, str(sc_file), "--local", "--out", str(tmp_path / "full")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
     assert full.returncode == 0, full.stderr[-2000:]
-    kill_at = random.Random(os.getpid()).randint(10, 90)
+    kill_at = random.Random(os.getpid()).randint(5, 45)
     proc = subprocess.Popen([*cli, str(sc_file), "--out", str(tmp_path / "crash")], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     db = tmp_path / "crash" / "events-seed0.sqlite"
@@ -129,7 +135,7 @@ def test_sigkill_the_whole_run_then_resume_gives_identical_kpis(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray and every actor
     proc.wait()
     done = _committed_ticks(db)
-    assert 0 < done < 120, done
+    assert 0 < done < 60, done
     resumed = subprocess.run([*cli, "--resume", str(tmp_path / "crash")], cwd=ROOT, capture_output=True,
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
