@@ -31,7 +31,7 @@ demo: setup
 	$(VENV)/bin/shopfloor run scenarios/smart_factory.yaml
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 bench: setup
 	$(PIP) install -q -e '.[bench]'

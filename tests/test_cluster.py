@@ -17,7 +17,10 @@ from agents.runtime import start_local_run
 from environments.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = {"name": "ray-test", "duration_h": 1.0, "fleet": {"road": {"n_nodes": 36, "size_km": 5}, "n_vehicles": 2}}
+# No CLIP for the operator's queries (~5 s to load in the inspection actor): these tests ask none;
+# tests/test_defect_cnn.py has the agent answer one.
+BASE = {"name": "ray-test", "duration_h": 1.0, "fleet": {"road": {"n_nodes": 36, "size_km": 5}, "n_vehicles": 2},
+        "agents": {"inspection": {"clip": "off"}}}
 
 
 def scenario(**over) -> Scenario:
@@ -121,7 +124,7 @@ def test_sigkill_the_whole_run_then_resume_gives_identical_kpis(tmp_path):
     sc_file = tmp_path / "sc.yaml"
     # equality, not timing, is under test: a deadline miss on a busy machine would split the runs
     sc_file.write_text("name: crash\nduration_h: 1\nseeds: 1\ndeadline_ms: 5000\n"
-                       "fleet: {road: {n_nodes: 36, size_km: 5}, n_vehicles: 2}\n")
+                       "fleet: {road: {n_nodes: 36, size_km: 5}, n_vehicles: 2}\nagents: {inspection: {clip: 'off'}}\n")
     full = subprocess.run([*cli, str(sc_file), "--local", "--out", str(tmp_path / "full")], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert full.returncode == 0, full.stderr[-2000:]
@@ -160,7 +163,8 @@ def test_two_nodes_agent_placed_by_custom_resource(tmp_path):
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
         sc = Scenario.model_validate({{"name": "two", "duration_h": 0.5,
             "fleet": {{"road": {{"n_nodes": 36, "size_km": 5}}, "n_vehicles": 2}},
-            "agents": {{"dispatch": {{"policy": "savings", "resources": {{"fleet_node": 0.5}}}}}}}})
+            "agents": {{"dispatch": {{"policy": "savings", "resources": {{"fleet_node": 0.5}}}},
+                        "inspection": {{"clip": "off"}}}}}})
         handle = RayRun(sc, 0, None)
         node_of = lambda a: ray.get(a.node_id.remote())
         print("DISPATCH_ON_SECOND", node_of(handle.pool.actors["dispatch"]) == second.node_id)
