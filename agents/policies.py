@@ -15,6 +15,10 @@ import numpy as np
 from environments.errors import ShopfloorInputError
 from environments.plant import ShopfloorPlant
 from environments.scenario import Scenario
+from perception.clip_inspector import CLIPInspector
+from perception.clip_model import load_clip
+from perception.datasets import render_dataset
+from perception.defect_cnn import CNNInspector
 from planning.baselines.dispatchers import NearestNeighbourDispatcher, SavingsDispatcher
 from planning.baselines.inspection import ThresholdInspector
 from planning.baselines.pacing import ConwipRelease, PushRelease
@@ -80,8 +84,6 @@ def station_good_parts(sc: Scenario, n: int) -> np.ndarray:
 def _good_parts(size: int, image_shift: float, part_types: tuple[str, ...], n: int) -> np.ndarray:
     # cached: a study builds the station once per seed, in the same worker processes
     shift = f"shifted:all@{image_shift}" if image_shift > 0 else "nominal"
-    from perception.datasets import render_dataset
-
     images = render_dataset(n, size, COMMISSIONING_SEED, shift, part_types=part_types, defect="good", workers=1).images
     images.flags.writeable = False
     return images
@@ -92,12 +94,6 @@ def _inspector(policy: str, plant: ShopfloorPlant) -> Controller:
     sc = plant.scenario
     cfg = sc.agents.inspection
     threshold, target = cfg.reject_threshold, cfg.commission_false_alarm
-    # the vision models (and torch) load only in the process whose station uses them: every Ray actor
-    # imports this module, and most of them never inspect a part
-    from perception.clip_inspector import CLIPInspector
-    from perception.clip_model import load_clip
-    from perception.defect_cnn import CNNInspector
-
     kind, _, path = policy.partition(":")
     if policy == "threshold":  # its golden sample: good parts under nominal light, 2% false alarms
         inspector = ThresholdInspector.calibrated(

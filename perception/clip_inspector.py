@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from environments.plant import reject_flags
+from environments.plant import reject_flags, station_threshold
 from perception.clip_model import PartsCLIP
-from perception.metrics import station_threshold
 
 
 class CLIPInspector:

@@ -47,8 +47,7 @@ from torch import nn
 
 from environments.errors import ShopfloorInputError
 from environments.parts import DEFECT_TYPES
-from environments.plant import reject_flags
-from perception.metrics import station_threshold
+from environments.plant import reject_flags, station_threshold
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED_CNN = WEIGHTS_DIR / "defect_cnn.pt"

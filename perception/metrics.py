@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from environments.errors import ShopfloorInputError
 from environments.parts import DEFECT_TYPES
+from environments.plant import threshold_for_false_alarm
+
+__all__ = ["inspection_metrics", "p_defect", "threshold_for_false_alarm"]
 
 
 def _auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -23,29 +25,6 @@ def _auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
 def p_defect(probs: np.ndarray) -> np.ndarray:
     """p(defect) per part from class probabilities (n, n_classes), class 0 = good."""
     return 1.0 - probs[:, 0]
-
-
-def threshold_for_false_alarm(p_good_parts: np.ndarray, false_alarm_target: float) -> float:
-    """The lowest reject threshold whose false-alarm rate on these good parts is at most the target."""
-    if len(p_good_parts) == 0:
-        return 0.5
-    s = np.sort(p_good_parts)[::-1]
-    k = int(np.floor(false_alarm_target * len(s)))  # at most k good parts may be rejected
-    # reject iff p >= threshold: put the threshold just above the (k+1)-th highest good score
-    return float(np.nextafter(s[k], np.inf)) if k < len(s) else 0.0
-
-
-def station_threshold(p_good_parts: np.ndarray, false_alarm_target: float) -> float:
-    """A station's reject threshold from the p(defect) of known-good parts seen there, as a station is
-    commissioned: the lowest threshold that rejects at most ``false_alarm_target`` of them. A threshold
-    stored at training was set under the training light; a station's own light moves good parts'
-    p(defect) (under the benchmark's dim, noisy light, a threshold for 1% on validation rejected 2.6%)."""
-    if not 0.0 < false_alarm_target < 1.0:
-        raise ShopfloorInputError(f"false_alarm_target={false_alarm_target} is invalid; allowed: 0 < target < 1.")
-    if len(p_good_parts) < 1 / false_alarm_target:
-        raise ShopfloorInputError(f"{len(p_good_parts)} good parts cannot set a {false_alarm_target:.1%} false-alarm "
-                                  f"rate; allowed: at least {int(np.ceil(1 / false_alarm_target))}.")
-    return threshold_for_false_alarm(np.asarray(p_good_parts), false_alarm_target)
 
 
 def inspection_metrics(labels: np.ndarray, probs: np.ndarray, reject_threshold: float,

@@ -12,9 +12,8 @@ import functools
 
 import numpy as np
 
-from environments.errors import ShopfloorInputError
 from environments.parts import NOMINAL, RenderShift, render_batch, sample_spec
-from environments.plant import reject_flags
+from environments.plant import reject_flags, station_threshold
 
 
 def image_features(images: np.ndarray) -> np.ndarray:
@@ -70,16 +69,10 @@ class ThresholdInspector:
         return cls(mean, std, thr, max_parts, reject_threshold)
 
     def calibrate(self, good_images: np.ndarray, false_alarm_target: float = 0.01) -> float:
-        """Commission at a station: refit the good-part statistics and the z-score limit on known-good parts
-        seen under its camera (as `CNNInspector.calibrate` sets the CNN's threshold), and return the reject
-        threshold, 0.5: p(defect) is 0.5 at that limit."""
-        if not 0.0 < false_alarm_target < 1.0:
-            raise ShopfloorInputError(f"false_alarm_target={false_alarm_target} is invalid; allowed: 0 < target < 1.")
-        if len(good_images) * false_alarm_target < 1:
-            raise ShopfloorInputError(f"{len(good_images)} good parts cannot set a {false_alarm_target:.1%} "
-                                      f"false-alarm rate; allowed: at least {int(np.ceil(1 / false_alarm_target))}.")
+        """Commission at a station: refit the good-part statistics on known-good parts seen under its camera,
+        then set the reject threshold on them as every inspector does (`station_threshold`). Returns it."""
         self.good_mean, self.good_std, self.score_threshold = _fit(image_features(good_images), false_alarm_target)
-        self.reject_threshold = 0.5
+        self.reject_threshold = station_threshold(self.p_defect(good_images), false_alarm_target)
         return self.reject_threshold
 
     def reset(self, seed: int | None = None) -> None:
