@@ -32,7 +32,6 @@ import numpy as np
 from agents.agent import decode_image, latest
 from agents.blackboard import Entry, Post
 from environments.parts import DEFECT_TYPES
-from perception.clip_model import RetrievalIndex
 
 
 class InspectionAgent:
@@ -43,7 +42,11 @@ class InspectionAgent:
         self.inspector, self.max_parts = inspector, max_parts
         self.reject_threshold = inspector.reject_threshold if reject_threshold is None else reject_threshold
         self.vlm = vlm
-        self.history = RetrievalIndex(vlm) if vlm is not None else None
+        self.history = None
+        if vlm is not None:
+            from perception.clip_model import RetrievalIndex  # torch, only in a process that has a CLIP anyway
+
+            self.history = RetrievalIndex(vlm)
         self.index_batch = index_batch
         self._warm_up()
         self._to_index: list[tuple[tuple[int, int], np.ndarray, dict]] = []  # inspected, not yet embedded

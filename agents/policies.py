@@ -2,6 +2,10 @@
 
 Every controller has ``reset(seed)`` and ``act(observation) -> action`` in its unit's action space.
 A new policy goes here (and its name into ``environments.scenario.POLICIES``).
+
+The learned policies (the RL controllers, the vision models, the GNN) are imported where the scenario
+names them: importing torch costs an actor ~2 s and ~300 MB of its own memory, and the board, the
+classical dispatchers, the vehicles and the safety agent need none of it.
 """
 
 from __future__ import annotations
@@ -15,16 +19,12 @@ import numpy as np
 from environments.errors import ShopfloorInputError
 from environments.plant import ShopfloorPlant
 from environments.scenario import Scenario
-from perception.clip_inspector import CLIPInspector
-from perception.clip_model import load_clip
 from perception.datasets import render_dataset
-from perception.defect_cnn import CNNInspector
 from planning.baselines.dispatchers import NearestNeighbourDispatcher, SavingsDispatcher
 from planning.baselines.inspection import ThresholdInspector
 from planning.baselines.pacing import ConwipRelease, PushRelease
 from planning.baselines.pid import FixedSetpoints, PIDController
 from planning.baselines.routing import clarke_wright_savings
-from planning.rl_controller import SHIPPED_POLICIES, RLController
 
 
 class Controller(Protocol):
@@ -100,9 +100,14 @@ def _inspector(policy: str, plant: ShopfloorPlant) -> Controller:
             part_types=sc.inspection.part_types, image_size=sc.inspection.image_size,
             max_parts=plant.max_parts_per_tick, reject_threshold=0.5 if threshold is None else threshold)
     elif kind == "cnn":
+        from perception.defect_cnn import CNNInspector
+
         inspector = CNNInspector(path or None, plant.max_parts_per_tick, threshold, views=cfg.views,
                                  runtime=cfg.runtime)
     elif kind == "clip":
+        from perception.clip_inspector import CLIPInspector
+        from perception.clip_model import load_clip
+
         inspector = CLIPInspector(load_clip(f"local-dir:{path}" if path else None), plant.max_parts_per_tick, threshold)
     else:
         _not_available("inspection", policy)
@@ -144,8 +149,10 @@ def route_planner_for(spec: str):
     _not_available("dispatch", f"contract_net:{spec}")
 
 
-def _rl_controller(unit: str, policy: str, plant: ShopfloorPlant) -> RLController:
+def _rl_controller(unit: str, policy: str, plant: ShopfloorPlant) -> Controller:
     """The shipped policy of the unit (``rl``) or the one at ``rl:<path>``."""
+    from planning.rl_controller import SHIPPED_POLICIES, RLController
+
     path = policy.partition(":")[2] or SHIPPED_POLICIES[unit]
     return RLController.load(path, plant.observation_space(unit), plant.action_space(unit))
 

@@ -46,7 +46,6 @@ from agents.voice_commands import CommandGate, vocabulary_for
 from environments.errors import ShopfloorInputError
 from environments.plant import ShopfloorPlant
 from environments.scenario import Scenario, VoiceEvent
-from perception.clip_model import load_clip
 from perception.commands import Vocabulary
 
 PHASE_ONE = ("process", "pacing", "dispatch", "inspection", "voice")
@@ -136,6 +135,8 @@ def phase_one(scenario: Scenario) -> tuple[str, ...]:
 @lru_cache(maxsize=4)
 def _loaded_clip(spec: str, views: int):
     """A CLIP loaded once per process: an agent actor is rebuilt for every seed, the model need not be."""
+    from perception.clip_model import load_clip  # torch: only in the process that hosts the inspection agent
+
     return load_clip(None if spec == "shipped" else spec, views=views)
 
 

@@ -19,6 +19,7 @@ Posts, per event:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,8 +29,10 @@ from agents.voice_commands import CommandGate, GateOutcome
 from environments.errors import ShopfloorInputError
 from perception.audio_io import SAMPLE_RATE, SilentAudio, load_audio
 from perception.commands import Vocabulary, parse_command
-from perception.constrained_decoding import TokenGrammar, command_grammar
-from perception.speech import SpeechRecognizer, load_whisper
+
+if TYPE_CHECKING:  # Whisper means torch: imported by make_listener, only where there are recordings to hear
+    from perception.constrained_decoding import TokenGrammar
+    from perception.speech import SpeechRecognizer
 
 QUERY_TOP_K = 10  # parts an operator's search returns
 
@@ -51,6 +54,9 @@ class Listener:
 def make_listener(model: str | None, vocabulary: Vocabulary, grammar: bool = True) -> Listener:
     """Whisper (``perception.speech.load_whisper``: a path or name, None for tiny.en), warmed up, and the
     command grammar of ``vocabulary`` over its tokens."""
+    from perception.constrained_decoding import command_grammar
+    from perception.speech import SpeechRecognizer, load_whisper
+
     recognizer = SpeechRecognizer(load_whisper(model).model)
     held = command_grammar(recognizer.tokenizer, vocabulary) if grammar else None
     listener = Listener(recognizer, held, vocabulary)

@@ -133,3 +133,35 @@ def test_planned_routes_are_tenders_the_vehicles_bid_on(tmp_path, planner):
         assert all(a.value["cost"] <= c for c in others)
     assert kpis["orders_delivered"] > 0 and kpis["deadline_misses"] == 0
     assert replay_kpis(tmp_path / "rt.sqlite") == kpis
+
+
+def test_the_board_and_classical_agents_never_load_torch():
+    """Each agent is a Ray actor in its own process, and importing torch costs one ~2 s and ~300 MB: only the
+    agents that run a learned model may pay it (measured in benchmarks/RESULTS.md, issue 3)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = """
+import sys
+import cluster.actors  # what every actor process imports: the board's and each agent's
+from agents.runtime import build_agent
+from environments.plant import ShopfloorPlant
+from environments.scenario import Scenario
+classical = {"process": {"policy": "pid"}, "pacing": {"policy": "conwip"}, "dispatch": {"policy": "contract_net"},
+             "inspection": {"policy": "threshold", "clip": "off"}}
+plant = ShopfloorPlant(Scenario.model_validate({**%r, "agents": classical}))
+plant.reset(seed=0)
+for name in ("process", "pacing", "dispatch", "vehicle-0", "inspection", "voice", "safety"):
+    build_agent(name, plant)
+print("classical", "torch" in sys.modules)
+learned = Scenario.model_validate({**%r, "agents": {**classical, "process": {"policy": "rl"}}})
+plant = ShopfloorPlant(learned)
+plant.reset(seed=0)
+build_agent("process", plant)
+print("learned", "torch" in sys.modules)
+""" % (BASE, BASE)
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-3:-1] == ["classical False", "learned True"], out.stdout
