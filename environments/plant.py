@@ -38,9 +38,8 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from environments.dispatch import FleetSim
+from environments.dispatch import DispatchEnv, FleetSim
 from environments.errors import ShopfloorInputError
-from environments.dispatch import DispatchEnv
 from environments.line_pacing import LinePacingEnv, LineSim, line_observation, line_reward, pacing_action_to_controls
 from environments.parts import render_part, sample_spec, shifted
 from environments.process_control import ProcessControlEnv, ReactorSim

@@ -129,3 +129,5 @@ def test_a_commissioned_station_holds_its_false_alarm_target_under_its_own_camer
         assert alarms <= 0.06 and stored_alarms >= 0.15, (policy, alarms, stored_alarms)
         with pytest.raises(ShopfloorInputError, match=r"50 good parts cannot set a 1.0% .*allowed: at least 100"):
             commissioned.calibrate(later[:50], false_alarm_target=0.01)
+        with pytest.raises(ShopfloorInputError, match=r"false_alarm_target=1.5 is invalid; allowed: 0 < target < 1"):
+            commissioned.calibrate(later, false_alarm_target=1.5)

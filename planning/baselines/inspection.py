@@ -69,10 +69,11 @@ class ThresholdInspector:
         return cls(mean, std, thr, max_parts, reject_threshold)
 
     def calibrate(self, good_images: np.ndarray, false_alarm_target: float = 0.01) -> float:
-        """Commission at a station: refit the good-part statistics on known-good parts seen under its camera,
-        then set the reject threshold on them as every inspector does (`station_threshold`). Returns it."""
+        """Commission at a station: refit the good-part statistics and the z-score limit on known-good parts
+        seen under its camera (`_fit`, the rule every inspector's threshold follows). p(defect) is 0.5 at
+        the limit, so the reject threshold is 0.5; returns it."""
         self.good_mean, self.good_std, self.score_threshold = _fit(image_features(good_images), false_alarm_target)
-        self.reject_threshold = station_threshold(self.p_defect(good_images), false_alarm_target)
+        self.reject_threshold = 0.5
         return self.reject_threshold
 
     def reset(self, seed: int | None = None) -> None:
@@ -82,7 +83,7 @@ class ThresholdInspector:
         """p(defect) per image: a logistic of the largest z-score around the calibrated threshold."""
         if len(images) == 0:
             return np.zeros(0)
-        z = np.abs((image_features(images) - self.good_mean) / self.good_std).max(axis=1)
+        z = _largest_z(image_features(images), self.good_mean, self.good_std)
         return 1.0 / (1.0 + np.exp(-2.0 * (z - self.score_threshold)))
 
     def act(self, observation: dict) -> np.ndarray:
@@ -100,8 +101,12 @@ def _calibrate(part_types: tuple[str, ...], size: int, false_alarm_target: float
     return _fit(image_features(images), false_alarm_target)
 
 
+def _largest_z(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return np.abs((features - mean) / std).max(axis=1)
+
+
 def _fit(good_features: np.ndarray, false_alarm_target: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Good parts' feature mean and spread, and the z-score limit that ``false_alarm_target`` of them pass."""
+    """Good parts' feature mean and spread, and the lowest z-score limit that at most ``false_alarm_target``
+    of them reach: `station_threshold`, the rule (and the errors) of every inspector's threshold."""
     mean, std = good_features.mean(axis=0), np.maximum(good_features.std(axis=0), 1e-6)
-    z = np.abs((good_features - mean) / std).max(axis=1)
-    return mean, std, float(np.quantile(z, 1.0 - false_alarm_target))
+    return mean, std, station_threshold(_largest_z(good_features, mean, std), false_alarm_target)
