@@ -136,7 +136,7 @@ def test_planned_routes_are_tenders_the_vehicles_bid_on(tmp_path, planner):
 
 
 def test_the_board_and_classical_agents_never_load_torch():
-    """Each agent is a Ray actor in its own process, and importing torch costs one ~2 s and ~300 MB: only the
+    """Each agent is a Ray actor in its own process, and importing torch costs one ~2 s and ~260 MB: only the
     agents that run a learned model may pay it (measured in benchmarks/RESULTS.md, issue 3)."""
     import subprocess
     import sys
