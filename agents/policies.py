@@ -4,8 +4,9 @@ Every controller has ``reset(seed)`` and ``act(observation) -> action`` in its u
 A new policy goes here (and its name into ``environments.scenario.POLICIES``).
 
 The learned policies (the RL controllers, the vision models, the GNN) are imported where the scenario
-names them: importing torch costs an actor ~2 s and ~260 MB of its own memory (benchmarks/actor_footprint.py), and the board, the
-classical dispatchers, the vehicles and the safety agent need none of it.
+names them: importing torch costs an actor ~2 s and ~260 MB of its own memory
+(benchmarks/actor_footprint.py), and the board, the classical dispatchers, the vehicles and the safety
+agent need none of it.
 """
 
 from __future__ import annotations
