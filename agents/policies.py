@@ -109,7 +109,8 @@ def _inspector(policy: str, plant: ShopfloorPlant) -> Controller:
         from perception.clip_inspector import CLIPInspector
         from perception.clip_model import load_clip
 
-        inspector = CLIPInspector(load_clip(f"local-dir:{path}" if path else None), plant.max_parts_per_tick, threshold)
+        inspector = CLIPInspector(load_clip(f"local-dir:{path}" if path else None, image_runtime=cfg.runtime),
+                                  plant.max_parts_per_tick, threshold)
     else:
         _not_available("inspection", policy)
     if target is not None:

@@ -133,11 +133,11 @@ def phase_one(scenario: Scenario) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=4)
-def _loaded_clip(spec: str, views: int):
+def _loaded_clip(spec: str, views: int, runtime: str):
     """A CLIP loaded once per process: an agent actor is rebuilt for every seed, the model need not be."""
     from perception.clip_model import load_clip  # torch: only in the process that hosts the inspection agent
 
-    return load_clip(None if spec == "shipped" else spec, views=views)
+    return load_clip(None if spec == "shipped" else spec, views=views, image_runtime=runtime)
 
 
 @lru_cache(maxsize=4)
@@ -176,7 +176,7 @@ def build_agent(name: str, plant: ShopfloorPlant) -> Agent:
         return ControllerAgent(name, make_controller(name, plant), getattr(sc.agents, name).policy, negotiation)
     if name == "inspection":
         clip = sc.agents.inspection.clip
-        vlm = None if clip == "off" else _loaded_clip(clip, sc.agents.inspection.clip_views)
+        vlm = None if clip == "off" else _loaded_clip(clip, sc.agents.inspection.clip_views, sc.agents.inspection.runtime)
         return InspectionAgent(make_controller("inspection", plant), plant.max_parts_per_tick,
                                sc.agents.inspection.reject_threshold, vlm)
     if name == "voice":

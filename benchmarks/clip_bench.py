@@ -1,6 +1,7 @@
 """PartsCLIP against its bars: zero-shot defect typing, text-to-image retrieval, training time.
 
-Run: ``.venv/bin/python benchmarks/clip_bench.py [--n 5000] [--n-held-out 1400] [--spec local-dir:/path]``
+Run: ``.venv/bin/python benchmarks/clip_bench.py [--n 5000] [--n-held-out 1400] [--spec local-dir:/path]
+[--image-runtime torch|int8]``
 
 Every test image is rendered with dataset seeds no training set uses (``BENCH_SEEDS``) under the
 benchmark's held-out imaging condition ``EVAL_SHIFT`` (lighting and sensor noise shifted):
@@ -11,7 +12,10 @@ benchmark's held-out imaging condition ``EVAL_SHIFT`` (lighting and sensor noise
   |relevant in top 10| / min(10, |relevant|), a result being relevant when its spec matches every
   attribute the query names; also the hit rate (>= 1 relevant in the top 10);
 - the wall time of ``train_clip`` for the weights benchmarked, from their ``train_metrics.json`` (bar <= 20 min),
-  and that of the defect CNN training whose convolutions the image tower starts from.
+  and that of the defect CNN training whose convolutions the image tower starts from;
+- the image tower's speed in torch and on its INT8 graph, side by side, at one view (the plant's) and at
+  ``--views``: a batch of 4 parts in one thread (what the plant's inspection agent embeds per flush) and
+  batches of 256 in two.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,10 +48,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="turned and mirrored copies of each "
                                                                          "image whose embeddings are averaged")
+    parser.add_argument("--image-runtime", choices=("torch", "int8"), default="torch",
+                        help="where the quality figures' images are embedded")
+    parser.add_argument("--speed-reps", type=int, default=200, help="timed batches of 4 per runtime (0: no speed table)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    clip = load_clip(args.spec, views=args.views)
+    clip = load_clip(args.spec, views=args.views, image_runtime=args.image_runtime)
     gallery = render_dataset(args.n, 64, BENCH_SEEDS["gallery"], EVAL_SHIFT)
     held_images, held_labels, _ = render_combos(args.n_held_out, 64, BENCH_SEEDS["held_out"], HELD_OUT, EVAL_SHIFT)
     t_render = time.perf_counter() - t0
@@ -67,8 +75,9 @@ def main() -> None:
         else None
     size_mb = sum(f.stat().st_size for f in weights.glob("open_clip_*")) / 1e6 if weights.is_dir() else float("nan")
 
-    print(f"PartsCLIP benchmark: {clip.source or 'shipped'}; images at {EVAL_SHIFT}, dataset seeds {BENCH_SEEDS}; "
-          f"load {os.getloadavg()[0]:.1f}, {args.threads} threads\n")
+    print(f"PartsCLIP benchmark: {clip.source or 'shipped'}; images embedded in {args.image_runtime} at {clip.views} "
+          f"views; images at {EVAL_SHIFT}, dataset seeds {BENCH_SEEDS}; load {os.getloadavg()[0]:.1f}, "
+          f"{args.threads} threads\n")
     print("| bar | measured | target | met |")
     print("|---|---:|---:|---|")
     acc = zs_held["accuracy"]
@@ -113,6 +122,31 @@ def main() -> None:
         print(f"| {r['query']} | {r['n_relevant']} | {r['hits']} | {recall} |")
     print(f"\nTimings: render {t_render:.1f} s; encode {len(gallery) / t_encode:,.0f} images/s ({clip.views} views); "
           f"one query over {len(index)} images {t_query * 1e3:.1f} ms (text encoding included).")
+    for views in sorted({1, args.views}) if args.speed_reps else ():  # the plant indexes parts at one view
+        speed_table(args.spec, views, gallery.images, args.speed_reps)
+
+
+def speed_table(spec: str | None, views: int, images: np.ndarray, reps: int) -> None:
+    """Embedding time of the image tower in torch and on its INT8 graph, interleaved rep by rep so that both
+    see the same machine. Each runtime's thread count is set when it is loaded (its session keeps it)."""
+    print(f"\nImage embedding, torch against INT8, {views} views, side by side ({reps} reps each):\n")
+    print("| batch, threads | torch median ms | torch p99 ms | INT8 median ms | INT8 p99 ms | speed-up (median) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    saved = torch.get_num_threads()
+    for batch, threads, n_reps in ((4, 1, reps), (256, 2, max(3, reps // 40))):
+        torch.set_num_threads(threads)
+        clips = {runtime: load_clip(spec, views=views, image_runtime=runtime) for runtime in ("torch", "int8")}
+        times: dict[str, list[float]] = {runtime: [] for runtime in clips}
+        for rep in range(n_reps + 2):  # the first two are warm-up
+            x = images[(rep * batch) % (len(images) - batch):][:batch]
+            for runtime, clip in clips.items():
+                t = time.perf_counter()
+                clip.encode_images(x)
+                if rep >= 2:
+                    times[runtime].append((time.perf_counter() - t) * 1e3)
+        (tm, tp), (im, ip) = ((np.median(times[r]), np.percentile(times[r], 99)) for r in ("torch", "int8"))
+        print(f"| {batch}, {threads} | {tm:.1f} | {tp:.1f} | {im:.1f} | {ip:.1f} | {tm / im:.1f}x |")
+    torch.set_num_threads(saved)
 
 
 if __name__ == "__main__":

@@ -111,9 +111,10 @@ class InspectionAgentConfig(AgentConfig):
     views: Literal[1, 2, 4, 8] | None = Field(None, description="Turned copies of each part the defect CNN averages "
                                               "(cnn policy): None = the checkpoint's default (4 for the shipped one; "
                                               "0.988 accuracy on the benchmark's shifted light against 0.984 at 1).")
-    runtime: Literal["torch", "int8"] = Field("int8", description="Where the defect CNN runs (cnn policy): int8 = "
-                                              "onnxruntime on its INT8 graph, built once and cached; at 96 px it "
-                                              "classifies 4 parts in ~6 ms against ~19 ms in torch.")
+    runtime: Literal["torch", "int8"] = Field("int8", description="Where the defect CNN (cnn policy) and CLIP's "
+                                              "image tower run: int8 = onnxruntime on their INT8 graphs, built once "
+                                              "and cached; at 96 px the CNN classifies 4 parts in ~6 ms against ~19 "
+                                              "ms in torch, and CLIP embeds them ~2.5x faster.")
     clip_views: Literal[1, 2, 4, 8] = Field(1, description="Turned copies of each part CLIP embeds into the history "
                                             "(averaged). 1 keeps a tick inside its deadline; 4 retrieves better "
                                             "(benchmark Recall@10 0.821 against 0.792) at ~4x the embedding time.")

@@ -1,8 +1,10 @@
-"""Deploy the defect CNN: ONNX export, onnxruntime inference and INT8 post-training quantization.
+"""Deploy the inspection models: ONNX export, onnxruntime inference and INT8 post-training quantization.
 
-The ONNX graph takes float images (n, 3, H, W) in [0, 1] with a dynamic batch and returns logits.
-``deployed_int8`` builds the INT8 graph of a checkpoint once and keeps it in a cache directory, so the
-plant's InspectionAgent (``CNNInspector(runtime="int8")``) pays for the build on the first run only.
+The defect CNN's ONNX graph takes float images (n, 3, H, W) in [0, 1] with a dynamic batch and returns
+logits. ``deployed_int8`` builds the INT8 graph of a checkpoint once and keeps it in a cache directory, so
+the plant's InspectionAgent (``CNNInspector(runtime="int8")``) pays for the build on the first run only.
+``cached_int8`` does the same for any one-tensor module, such as CLIP's image tower
+(``clip_model.PartsCLIP(image_runtime="int8")``).
 INT8 uses onnxruntime's static quantization (QDQ, per-channel weights, activation ranges calibrated
 on rendered parts), the usual route for a CNN on a CPU. Whether it pays off depends on the CPU: on
 one without VNNI instructions the int8 convolutions can be slower than the fp32 ones. The benchmark
@@ -16,6 +18,7 @@ import hashlib
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,17 +70,20 @@ def export_onnx(model: DefectCNN, path: str | os.PathLike, opset: int = 17) -> P
 
 
 class _Calibration:
-    """onnxruntime CalibrationDataReader over a few batches of images."""
+    """onnxruntime CalibrationDataReader over a few batches of the graph's inputs (n, 3, H, W)."""
 
-    def __init__(self, images: np.ndarray, batch_size: int = 64):
-        self.batches = iter([{"images": _to_nchw(images[a:a + batch_size])} for a in range(0, len(images), batch_size)])
+    def __init__(self, inputs: np.ndarray, batch_size: int = 64):
+        self.batches = iter([{"images": inputs[a:a + batch_size]} for a in range(0, len(inputs), batch_size)])
 
     def get_next(self):
         return next(self.batches, None)
 
 
-def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, calibration_images: np.ndarray) -> Path:
-    """Static INT8 quantization of an exported model, calibrated on uint8 images (n, H, W, 3).
+def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, calibration_images: np.ndarray,
+                  to_input: Callable[[np.ndarray], np.ndarray] | None = None) -> Path:
+    """Static INT8 quantization of an exported model, calibrated on uint8 images (n, H, W, 3), which
+    ``to_input`` makes the graph's float input (n, 3, H, W); by default scaled to [0, 1], as the defect
+    CNN's graph takes them.
 
     A space-to-depth stem (``DefectCNNDims.unshuffle`` > 1: the first conv sees more than 3 channels)
     stays in float. On CPUs without VNNI the int8 kernels add pairs of uint8 x int8 products in 16 bits,
@@ -98,7 +104,8 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, cal
     stem = next(n for n in graph.node if n.op_type == "Conv")
     weights = {t.name: t for t in graph.initializer}
     stem_channels = numpy_helper.to_array(weights[stem.input[1]]).shape[1] if stem.input[1] in weights else 3
-    quantize_static(str(pre), str(out_path), _Calibration(calibration_images), quant_format=QuantFormat.QDQ,
+    inputs = (to_input or _to_nchw)(calibration_images)
+    quantize_static(str(pre), str(out_path), _Calibration(inputs), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
                     nodes_to_exclude=[stem.name] if stem_channels > 3 else [])
@@ -119,18 +126,30 @@ def deployed_int8(checkpoint: str | os.PathLike, model: DefectCNN, n_calibration
     """The INT8 ONNX graph of ``model`` (loaded from ``checkpoint``, at its views), built on first use and
     cached under ``cache_dir()`` by the checkpoint's hash and the views. The calibration parts are
     rendered with a fixed seed, so a rebuild gives the same graph."""
+    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    try:
+        return cached_int8(f"defect_cnn-{digest}-v{model.views}", model, model.dims.image_size, n_calibration)
+    finally:
+        model.to(memory_format=torch.channels_last)
+
+
+def cached_int8(name: str, module: torch.nn.Module, image_size: int, n_calibration: int = 128,
+                to_input: Callable[[np.ndarray], np.ndarray] | None = None) -> Path:
+    """The INT8 ONNX graph of an eval-mode module of images (n, 3, image_size, image_size), built on first
+    use and cached under ``cache_dir()`` as ``name`` (which must say what the weights are: their hash)
+    and the onnxruntime version, whose quantizer built it. ``to_input``: see ``quantize_int8``. The
+    calibration parts are rendered with a fixed seed at ``image_size``, so a rebuild gives the same graph."""
     import onnxruntime
 
-    # keyed by the weights, the views and the quantizer's version: a newer onnxruntime rebuilds
-    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]
-    out = cache_dir() / "onnx" / f"defect_cnn-{digest}-v{model.views}-ort{onnxruntime.__version__}.int8.onnx"
+    out = cache_dir() / "onnx" / f"{name}-ort{onnxruntime.__version__}.int8.onnx"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    calibration = render_dataset(n_calibration, model.dims.image_size, CALIBRATION_SEED, "randomized", workers=1)
+    calibration = render_dataset(n_calibration, image_size, CALIBRATION_SEED, "randomized", workers=1)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # built aside, then renamed: two actors may race
-        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx")
-        os.replace(quantize_int8(fp32, Path(tmp) / "int8.onnx", calibration.images), out)
+        fp32 = export_module(module, torch.rand(2, 3, image_size, image_size), Path(tmp) / "fp32.onnx")
+        os.replace(quantize_int8(fp32, Path(tmp) / "int8.onnx", calibration.images, to_input), out)
     return out
 
 
