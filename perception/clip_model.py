@@ -416,7 +416,9 @@ class PartsCLIP:
         (``export.cached_int8``, built once per weights and views, then cached). For the shipped CLIP it
         embeds a batch of 4 parts at one view in one thread 3.6x faster (4.1 ms against 14.6), its
         embeddings at cosine ~0.999 to torch's, with the same bars met (zero-shot 0.946 against 0.948,
-        Recall@10 0.829 against 0.822; benchmarks/RESULTS.md, 2026-12-08). Texts are always encoded in torch.
+        Recall@10 0.829 against 0.822; benchmarks/RESULTS.md, 2026-12-08). That was measured on the shipped
+        tower only: for another (a pretrained ViT, say), compare ``benchmarks/clip_bench.py --image-runtime``
+        torch and int8 before trusting it. Texts are always encoded in torch.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, source: str = "", batch_size: int = 256,
