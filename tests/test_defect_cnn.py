@@ -354,6 +354,19 @@ def test_inspect_cli_reports_each_file_and_exits_2_on_bad_ones(tmp_path):
     errors = res.stderr.strip().splitlines()
     assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
     assert "Traceback" not in res.stderr
+    # on the INT8 graphs, two files a batch: the same verdicts, in the same order
+    res = subprocess.run([sys.executable, "-m", "cluster.cli", "inspect", str(crack), str(bad["text"]), str(good),
+                          str(bad["huge"]), "--json", "--runtime", "int8", "--batch", "2"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 2, res.stderr
+    int8_rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["file"] for r in int8_rows] == [r["file"] for r in rows]
+    for row, int8_row in zip(rows, int8_rows):
+        assert row.get("defect") == int8_row.get("defect") and ("error" in row) == ("error" in int8_row)
+        assert abs(row.get("p_defect", 0) - int8_row.get("p_defect", 0)) < 0.1
+    res = subprocess.run([sys.executable, "-m", "cluster.cli", "inspect", str(crack), "--runtime", "gpu"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "runtime='gpu' is invalid" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_inspection_agent_in_a_run_catches_defects_and_answers_a_query():
