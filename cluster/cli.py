@@ -207,22 +207,23 @@ def inspect(
     for col in ("file", "defect", "p_defect", "CLIP labels"):
         table.add_column(col)
     for start in range(0, len(images), batch):
-        read: list[tuple[Path, ShopfloorInputError | tuple[np.ndarray, np.ndarray]]] = []
+        outcomes: list[tuple[Path, ShopfloorInputError | None]] = []  # each file's read error, in order
+        cnn_images, clip_images = [], []  # camera-sized copies only: full-size photos could fill the memory
         for path in images[start:start + batch]:
             try:
                 image = load_image(path)
             except ShopfloorInputError as exc:
-                read.append((path, exc))
+                outcomes.append((path, exc))
                 continue
-            # only the camera-sized copies are kept: a batch of full-size photos could fill the memory
-            read.append((path, (fit_square(image, cnn.image_size), fit_square(image, vlm.image_size[0]))))
-        fitted = [r for _, r in read if not isinstance(r, ShopfloorInputError)]
-        results = iter(zip(cnn.verdicts(np.stack([f[0] for f in fitted])),
-                           vlm.labels(np.stack([f[1] for f in fitted]), k=top)) if fitted else ())
-        for path, r in read:
-            if isinstance(r, ShopfloorInputError):
+            outcomes.append((path, None))
+            cnn_images.append(fit_square(image, cnn.image_size))
+            clip_images.append(fit_square(image, vlm.image_size[0]))
+        results = iter(zip(cnn.verdicts(np.stack(cnn_images)), vlm.labels(np.stack(clip_images), k=top))
+                       if cnn_images else ())
+        for path, error in outcomes:
+            if error is not None:
                 n_failed += 1
-                report_file_error(path, r, json_)
+                report_file_error(path, error, json_)
                 continue
             verdict, labels = next(results)
             row = {"file": str(path), "defect": verdict.defect, "p_defect": round(verdict.p_defect, 4),

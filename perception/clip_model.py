@@ -85,8 +85,8 @@ import torch.nn.functional as F
 
 from environments.errors import ShopfloorInputError
 from environments.parts import DEFECT_TYPES, PART_TYPES
-from perception.defect_cnn import (RUNTIMES, SHIPPED_CNN_64PX, VIEW_ORDER, DefectCNN, check_views, load_checkpoint,
-                                   standardize, view)
+from perception.defect_cnn import (SHIPPED_CNN_64PX, VIEW_ORDER, DefectCNN, check_runtime, check_views,
+                                   load_checkpoint, standardize, view)
 
 MODEL_NAME = "shopfloor-parts-clip"
 WEIGHTS_DIR = Path(__file__).parent / "weights" / "parts_clip"
@@ -423,8 +423,7 @@ class PartsCLIP:
 
     def __init__(self, model: torch.nn.Module, tokenizer, source: str = "", batch_size: int = 256,
                  views: int = DEFAULT_VIEWS, image_runtime: str = "torch"):
-        if image_runtime not in RUNTIMES:
-            raise ShopfloorInputError(f"image_runtime={image_runtime!r} is invalid; allowed: {', '.join(RUNTIMES)}.")
+        check_runtime(image_runtime, "image_runtime")
         self.model = model.eval()
         self.views = check_views(views)
         self.image_runtime = image_runtime
@@ -446,14 +445,16 @@ class PartsCLIP:
         thread busy-waiting between calls, as the defect CNN's in the plant."""
         import hashlib
 
-        from perception.export import cached_int8, ort_session
+        from perception.export import cached_int8, export_module, ort_session
 
         digest = hashlib.sha256()
         for key, tensor in self.model.visual.state_dict().items():
             digest.update(key.encode())
             digest.update(tensor.detach().float().cpu().numpy().tobytes())
-        path = cached_int8(f"clip_image-{digest.hexdigest()[:16]}-v{self.views}", self._tower, self.image_size[0],
-                           to_input=lambda images: self.to_input(images).numpy())
+        side = self.image_size[0]
+        path = cached_int8(f"clip_image-{digest.hexdigest()[:16]}-v{self.views}",
+                           lambda out: export_module(self._tower, torch.rand(2, 3, side, side), out, output_name="embeddings"),
+                           side, to_input=lambda images: self.to_input(images).numpy())
         return ort_session(path, threads=torch.get_num_threads(), spin=False)
 
     def warm_up(self, batch_size: int) -> None:

@@ -284,6 +284,13 @@ def load_checkpoint(path: str | os.PathLike | None = None, views: int | None = N
 RUNTIMES = ("torch", "int8")
 
 
+def check_runtime(runtime: str, name: str = "runtime") -> str:
+    if runtime not in RUNTIMES:
+        raise ShopfloorInputError(f"{name}={runtime!r} is invalid; allowed: {', '.join(RUNTIMES)} (int8: onnxruntime "
+                                  "on the model's INT8 graph, built once and cached).")
+    return runtime
+
+
 @dataclass
 class DefectVerdict:
     defect: str
@@ -309,8 +316,7 @@ class CNNInspector:
     def __init__(self, path: str | os.PathLike | None = None, max_parts: int = 1,
                  reject_threshold: float | None = None, batch_size: int = 256, views: int | None = None,
                  runtime: str = "torch"):
-        if runtime not in RUNTIMES:
-            raise ShopfloorInputError(f"runtime={runtime!r} is invalid; allowed: {', '.join(RUNTIMES)}.")
+        check_runtime(runtime)
         self.model, ckpt = load_checkpoint(path, views)
         self.image_size = self.model.dims.image_size
         self.reject_threshold = float(ckpt["reject_threshold"] if reject_threshold is None else reject_threshold)

@@ -127,19 +127,17 @@ def deployed_int8(checkpoint: str | os.PathLike, model: DefectCNN, n_calibration
     cached under ``cache_dir()`` by the checkpoint's hash and the views. The calibration parts are
     rendered with a fixed seed, so a rebuild gives the same graph."""
     digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]
-    model = model.eval().to(memory_format=torch.contiguous_format)
-    try:
-        return cached_int8(f"defect_cnn-{digest}-v{model.views}", model, model.dims.image_size, n_calibration)
-    finally:
-        model.to(memory_format=torch.channels_last)
+    return cached_int8(f"defect_cnn-{digest}-v{model.views}", lambda path: export_onnx(model, path),
+                       model.dims.image_size, n_calibration)
 
 
-def cached_int8(name: str, module: torch.nn.Module, image_size: int, n_calibration: int = 128,
+def cached_int8(name: str, export: Callable[[Path], Path], image_size: int, n_calibration: int = 128,
                 to_input: Callable[[np.ndarray], np.ndarray] | None = None) -> Path:
-    """The INT8 ONNX graph of an eval-mode module of images (n, 3, image_size, image_size), built on first
-    use and cached under ``cache_dir()`` as ``name`` (which must say what the weights are: their hash)
-    and the onnxruntime version, whose quantizer built it. ``to_input``: see ``quantize_int8``. The
-    calibration parts are rendered with a fixed seed at ``image_size``, so a rebuild gives the same graph."""
+    """The INT8 ONNX graph of a model of images (n, 3, image_size, image_size), built on first use and cached
+    under ``cache_dir()`` as ``name`` (which must say what the weights are: their hash) and the onnxruntime
+    version, whose quantizer built it. ``export(path)`` writes the float graph (``export_onnx``,
+    ``export_module``); ``to_input``: see ``quantize_int8``. The calibration parts are rendered with a
+    fixed seed at ``image_size``, so a rebuild gives the same graph."""
     import onnxruntime
 
     out = cache_dir() / "onnx" / f"{name}-ort{onnxruntime.__version__}.int8.onnx"
@@ -148,7 +146,7 @@ def cached_int8(name: str, module: torch.nn.Module, image_size: int, n_calibrati
     out.parent.mkdir(parents=True, exist_ok=True)
     calibration = render_dataset(n_calibration, image_size, CALIBRATION_SEED, "randomized", workers=1)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # built aside, then renamed: two actors may race
-        fp32 = export_module(module, torch.rand(2, 3, image_size, image_size), Path(tmp) / "fp32.onnx")
+        fp32 = export(Path(tmp) / "fp32.onnx")
         os.replace(quantize_int8(fp32, Path(tmp) / "int8.onnx", calibration.images, to_input), out)
     return out
 

@@ -333,6 +333,11 @@ def test_bad_image_files_get_a_one_line_error(tmp_path, kind, words):
     assert words in message and "allowed" in message and "\n" not in message
 
 
+def _inspect(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cluster.cli", "inspect", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
 def test_inspect_cli_reports_each_file_and_exits_2_on_bad_ones(tmp_path):
     bad = _bad_files(tmp_path)
     crack = tmp_path / "crack.png"
@@ -340,11 +345,11 @@ def test_inspect_cli_reports_each_file_and_exits_2_on_bad_ones(tmp_path):
     Image.fromarray(render_part(PartSpec("plate", "brass", defect="crack"), seed=5, size=SHIPPED_SIZE).image).save(crack)
     # another size than the CNN's: the command fits it to the CNN's input
     Image.fromarray(render_part(PartSpec("cap", "plastic", "blue"), seed=6, size=128).image).save(good, quality=95)
-    res = subprocess.run([sys.executable, "-m", "cluster.cli", "inspect", str(crack), str(bad["text"]), str(good),
-                          str(bad["huge"]), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    files = [str(crack), str(bad["text"]), str(good), str(bad["huge"])]
+    res = _inspect(*files, "--json")
     assert res.returncode == 2, res.stderr
     rows = [json.loads(line) for line in res.stdout.splitlines()]
-    assert [r["file"] for r in rows] == [str(crack), str(bad["text"]), str(good), str(bad["huge"])]
+    assert [r["file"] for r in rows] == files
     assert rows[0]["defect"] == "crack" and rows[0]["p_defect"] > 0.5
     assert rows[2]["defect"] == "good" and rows[2]["p_defect"] < 0.5
     for row in (rows[0], rows[2]):
@@ -355,17 +360,14 @@ def test_inspect_cli_reports_each_file_and_exits_2_on_bad_ones(tmp_path):
     assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
     assert "Traceback" not in res.stderr
     # on the INT8 graphs, two files a batch: the same verdicts, in the same order
-    res = subprocess.run([sys.executable, "-m", "cluster.cli", "inspect", str(crack), str(bad["text"]), str(good),
-                          str(bad["huge"]), "--json", "--runtime", "int8", "--batch", "2"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    res = _inspect(*files, "--json", "--runtime", "int8", "--batch", "2")
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 2, res.stderr
     int8_rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["file"] for r in int8_rows] == [r["file"] for r in rows]
     for row, int8_row in zip(rows, int8_rows):
         assert row.get("defect") == int8_row.get("defect") and ("error" in row) == ("error" in int8_row)
         assert abs(row.get("p_defect", 0) - int8_row.get("p_defect", 0)) < 0.1
-    res = subprocess.run([sys.executable, "-m", "cluster.cli", "inspect", str(crack), "--runtime", "gpu"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    res = _inspect(str(crack), "--runtime", "gpu")
     assert res.returncode == 2 and "runtime='gpu' is invalid" in res.stderr and "Traceback" not in res.stderr
 
 
